@@ -1,0 +1,121 @@
+"""Real services for the template's tests: redis-server, the real orchestrator and baked workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ORCHESTRATOR_DIR = REPO_ROOT / "real_orchestrator"
+ORCHESTRATOR_REQUIREMENTS = ORCHESTRATOR_DIR / "requirements.txt"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip on a developer machine without the prerequisite; fail in CI, where nothing may skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this test may not skip)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, pause: float = 0.05) -> None:
+    """Re-check `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(pause)
+
+
+def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    """Send a JSON request over loopback and decode the JSON reply (HTTP errors raise)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP GET of `url` succeeds."""
+    try:
+        http_json("GET", url)
+        return True
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throw-away redis-server on a free loopback port; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    args = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the server's own readiness line, not a timer
+            if "Ready to accept connections" in line:
+                break
+        else:
+            pytest.fail(f"redis-server exited with code {proc.wait()}")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def orchestrator_python() -> Path:
+    """The interpreter of a venv holding the pinned real orchestrator, created on first use."""
+    pin = ORCHESTRATOR_REQUIREMENTS.read_text().split()[0].split("==")[-1]
+    venv = Path(os.environ.get("AVTOMATIKA_VENV", Path.home() / ".cache" / "avtomatika-template" / pin))
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    created = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATOR_REQUIREMENTS)],
+        capture_output=True,
+        text=True,
+    ) if created.returncode == 0 else created
+    if install.returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        skip_or_fail(f"could not install the real orchestrator into {venv}: {install.stderr[-2000:]}")
+    return python
+
+
+@contextmanager
+def logged_process(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a process with its output in `log`; stop it (SIGTERM, then SIGKILL) on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,31 @@
+"""Docker e2e: bake the default project and run its own pytest-docker suite against its compose stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import bake_in, make_sandbox
+from processes import skip_or_fail
+
+pytestmark = pytest.mark.docker
+
+
+def test_default_project_passes_its_compose_e2e_suite(tmp_path: Path) -> None:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        skip_or_fail("no Docker engine is running")
+    project = bake_in(make_sandbox(tmp_path / "sandbox"), tmp_path / "out")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", "-v"],
+        cwd=project,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+    )
+    print(result.stdout[-20000:], result.stderr[-5000:])
+    assert result.returncode == 0, "the generated e2e suite failed (output above)"
+    assert " 2 passed" in result.stdout

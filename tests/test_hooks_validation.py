@@ -1,0 +1,266 @@
+"""The pre-generation hook rejects bad answers with clear messages and treats answers as data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import TEMPLATE_DIR, Sandbox, read_env_file
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+NAME_RULE = "use lowercase letters, digits and single hyphens, starting with a letter (2-64 characters)"
+TYPE_RULE = "use letters, digits, '-' and '_', starting with a letter or digit (1-64 characters)"
+DESCRIPTION_RULE = "use one line of 1-200 characters"
+AUTHOR_RULE = "use one line of 1-100 characters"
+BOOL_RULE = "answer a boolean (true/false, yes/no, 1/0, on/off)"
+EXAMPLES = {
+    "worker_name": "inventory-worker",
+    "worker_type": "inventory-checker",
+    "description": "An Avtomatika worker that checks warehouse inventory.",
+    "author": "Jane Doe <jane@example.com>",
+    "python_version": "3.12",
+    "websocket_cancellation": "true",
+    "github_actions": "false",
+}
+INVALID_TEXT_ANSWERS = [
+    ("worker_name", "My Worker", NAME_RULE),
+    ("worker_name", "inventory_worker", NAME_RULE),
+    ("worker_name", "9lives", NAME_RULE),
+    ("worker_name", "w", NAME_RULE),
+    ("worker_name", "w" * 65, NAME_RULE),
+    ("worker_name", "double--hyphen", NAME_RULE),
+    ("worker_name", "trailing-", NAME_RULE),
+    ("worker_name", "Inventory", NAME_RULE),
+    ("worker_type", "bad type", TYPE_RULE),
+    ("worker_type", "-leading-hyphen", TYPE_RULE),
+    ("worker_type", "t" * 65, TYPE_RULE),
+    ("worker_type", "tÿpe", TYPE_RULE),
+    ("description", "", DESCRIPTION_RULE),
+    ("description", "   ", DESCRIPTION_RULE),
+    ("description", "first line\nsecond line", DESCRIPTION_RULE),
+    ("description", "d" * 201, DESCRIPTION_RULE),
+    ("author", "", AUTHOR_RULE),
+    ("author", "Jane\u2028Doe", AUTHOR_RULE),
+    ("author", "\x1b[31mJane", AUTHOR_RULE),
+    ("author", "Jane\tDoe", AUTHOR_RULE),
+    ("author", "a" * 101, AUTHOR_RULE),
+]
+
+
+def expected_message(name: str, value: object, rule: str) -> str:
+    return f"error: {name}={value!r} is invalid: {rule}"
+
+
+def assert_nothing_generated(box: Sandbox, output_dir: Path) -> None:
+    assert not output_dir.exists() or not any(output_dir.iterdir())
+    assert not [p for p in box.root.rglob(".env") if p.is_file()]
+
+
+def load_hook(name: str) -> ModuleType:
+    """Import a hook's unrendered source: its Jinja lives only inside a string literal."""
+    spec = importlib.util.spec_from_file_location(f"hook_{name}", TEMPLATE_DIR / "hooks" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def replay_with(box: Sandbox, tmp_path: Path, baked_replay: dict[str, Any], **answers: Any) -> Path:
+    """Run a replay whose answers bypass cookiecutter's own conversion, straight to the hook."""
+    replay = json.loads(json.dumps(baked_replay))
+    replay["cookiecutter"].update(answers)
+    replay_file = tmp_path / "crafted-replay.json"
+    replay_file.write_text(json.dumps(replay), encoding="utf-8")
+    output_dir = tmp_path / "replayed"
+    output_dir.mkdir()
+    cookiecutter(str(TEMPLATE_DIR), replay=str(replay_file), output_dir=str(output_dir), config_file=str(box.config_file))
+    return output_dir
+
+
+@pytest.fixture
+def default_replay(bake: Callable[..., Path], sandbox: Sandbox) -> dict[str, Any]:
+    bake()
+    (replay,) = sandbox.replay_files()
+    data: dict[str, Any] = json.loads(replay.read_text(encoding="utf-8"))
+    return data
+
+
+@pytest.mark.parametrize(("name", "value", "rule"), INVALID_TEXT_ANSWERS)
+def test_invalid_text_answer_is_rejected_with_variable_value_rule_and_example(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path, name: str, value: str, rule: str
+) -> None:
+    result = cli(f"{name}={value}")
+    assert result.returncode == 1
+    assert expected_message(name, value, rule) in result.stderr
+    assert f"Example: {EXAMPLES[name]}" in result.stderr
+    assert_nothing_generated(sandbox, tmp_path / "out")
+
+
+def test_every_bad_answer_gets_its_own_message(cli: Cli, sandbox: Sandbox, tmp_path: Path) -> None:
+    result = cli("worker_name=Bad Name", "worker_type=bad type", "description=", "author=")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split("=", 1)[0] for e in errors] == [
+        "error: worker_name",
+        "error: worker_type",
+        "error: description",
+        "error: author",
+    ]
+    assert_nothing_generated(sandbox, tmp_path / "out")
+
+
+def test_worker_name_escaping_the_output_dir_is_rejected_and_cleaned_up(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    result = cli("worker_name=../escaped")
+    assert result.returncode == 1
+    assert expected_message("worker_name", "../escaped", NAME_RULE) in result.stderr
+    assert not (tmp_path / "escaped").exists()
+    assert_nothing_generated(sandbox, tmp_path / "out")
+
+
+def test_unsupported_python_version_reaching_the_hook_is_rejected(
+    sandbox: Sandbox, tmp_path: Path, default_replay: dict[str, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    with pytest.raises(FailedHookException):
+        replay_with(sandbox, tmp_path, default_replay, python_version="3.10")
+    err = capfd.readouterr().err
+    assert expected_message("python_version", "3.10", "choose one of 3.11, 3.12, 3.13") in err
+    assert "Example: 3.12" in err
+    assert_nothing_generated(sandbox, tmp_path / "replayed")
+
+
+@pytest.mark.parametrize("value", ["maybe", "true", 1, None, [True]])
+@pytest.mark.parametrize("name", ["websocket_cancellation", "github_actions"])
+def test_non_boolean_answer_reaching_the_hook_is_rejected(
+    sandbox: Sandbox,
+    tmp_path: Path,
+    default_replay: dict[str, Any],
+    capfd: pytest.CaptureFixture[str],
+    name: str,
+    value: object,
+) -> None:
+    capfd.readouterr()
+    with pytest.raises(FailedHookException):
+        replay_with(sandbox, tmp_path, default_replay, **{name: value})
+    err = capfd.readouterr().err
+    assert expected_message(name, value, BOOL_RULE) in err
+    assert f"Example: {EXAMPLES[name]}" in err
+    assert_nothing_generated(sandbox, tmp_path / "replayed")
+
+
+def test_non_boolean_python_value_via_the_api_is_rejected(
+    bake: Callable[..., Path], sandbox: Sandbox, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake(github_actions=None)
+    assert expected_message("github_actions", None, BOOL_RULE) in capfd.readouterr().err
+    assert_nothing_generated(sandbox, tmp_path / "out0")
+
+
+def test_boolean_text_cookiecutter_cannot_convert_is_refused_before_generation(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    result = cli("github_actions=maybe")
+    assert result.returncode != 0
+    assert "could not be converted to a boolean" in result.stderr
+    assert_nothing_generated(sandbox, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("false", False), ("no", False), ("0", False), ("off", False),
+     ("true", True), ("yes", True), ("1", True), ("on", True)],
+)  # fmt: skip
+def test_boolean_answers_given_as_text_are_accepted(cli: Cli, tmp_path: Path, text: str, expected: bool) -> None:
+    result = cli(f"websocket_cancellation={text}", f"github_actions={text}")
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "out" / EXAMPLES["worker_name"]
+    env = read_env_file(project / ".env")
+    assert env["WORKER_ENABLE_WEBSOCKETS"] == ("true" if expected else "false")
+    assert (project / ".github").exists() is expected
+
+
+@pytest.mark.parametrize(
+    ("version", "accepted"),
+    [("2.7.1", True), ("2.7", True), ("2.10.0", True), ("3.0.0", True), ("2.6.0", False), ("1.7.3", False)],
+)
+def test_cookiecutter_older_than_2_7_is_rejected(version: str, accepted: bool) -> None:
+    errors = load_hook("pre_gen_project").check_cookiecutter_version(version)
+    if accepted:
+        assert errors == []
+    else:
+        assert len(errors) == 1
+        assert f"cookiecutter {version!r} is too old" in errors[0]
+        assert ">= 2.7" in errors[0]
+
+
+def test_installed_cookiecutter_passes_the_version_check() -> None:
+    hook = load_hook("pre_gen_project")
+    assert hook.check_cookiecutter_version(hook.installed_cookiecutter_version()) == []
+
+
+INJECTIONS = [
+    "'''; import os; os.system(\"touch PWNED\") #",
+    '"""; import os; os.system("touch PWNED") #',
+    "\\'''; __import__('os').system('touch PWNED') #\\",
+    "back\\slashes \\\\ and \\n and \\u0027 and trailing \\",
+    "quotes ' \" ''' \"\"\" `touch PWNED` $(touch PWNED)",
+    "<script>alert(1)</script> & 'x'",
+]
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_answers_with_quotes_backslashes_and_code_are_treated_as_data(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path, payload: str
+) -> None:
+    marker = tmp_path / "PWNED_ABS"
+    author = payload.replace("PWNED", str(marker))
+    result = cli(f"description={payload}", f"author={author}")
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.rglob("PWNED*")), "an answer was executed as code"
+    assert not list(TEMPLATE_DIR.rglob("PWNED*"))
+    project = tmp_path / "out" / EXAMPLES["worker_name"]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert pyproject["description"] == payload
+    assert pyproject["authors"] == [{"name": author}]
+    assert payload in (project / "README.md").read_text(encoding="utf-8")
+
+
+def test_invalid_answer_carrying_code_is_rejected_without_running_it(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    payload = "x'''\nimport os; os.system(\"touch PWNED\")\n'''"
+    result = cli(f"description={payload}", f"author={payload}")
+    assert result.returncode == 1
+    assert expected_message("description", payload, DESCRIPTION_RULE) in result.stderr
+    assert not list(tmp_path.rglob("PWNED*"))
+    assert_nothing_generated(sandbox, tmp_path / "out")
+
+
+def test_jinja_in_answers_is_rendered_once_by_cookiecutter_never_by_the_hooks(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # cookiecutter renders answers as Jinja (documented behaviour): "{{ 7*7 }}" arrives as "49".
+    # A literal "{{ 7*7 }}" (escaped with raw) must stay literal: no hook renders it a second time.
+    result = cli("description={{ 7*7 }}", "author={% raw %}{{ 7*7 }}{% endraw %}")
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "out" / EXAMPLES["worker_name"]
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert pyproject["description"] == "49"
+    assert pyproject["authors"] == [{"name": "{{ 7*7 }}"}]
+    (replay,) = sandbox.replay_files()
+    assert json.loads(replay.read_text(encoding="utf-8"))["cookiecutter"]["author"] == "{{ 7*7 }}"

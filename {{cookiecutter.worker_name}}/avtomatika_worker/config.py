@@ -1,0 +1,187 @@
+"""Worker configuration read from the environment (and `.env`), validated with actionable messages."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+
+from .errors import ConfigError
+
+WORKER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The orchestrator forgets a worker 120 s after its last heartbeat; stay well inside that.
+_MAX_HEARTBEAT_INTERVAL = 60.0
+
+T = TypeVar("T")
+
+
+def load_env_file(path: str | os.PathLike[str] | None = None) -> bool:
+    """Load `.env` from the current directory (or `path`) into os.environ; real variables win."""
+    env_path = Path(path) if path is not None else Path.cwd() / ".env"
+    return load_dotenv(env_path, override=False)
+
+
+def sanitise_worker_id(raw: str) -> str:
+    """Turn any string (e.g. `{worker_type}-{hostname}`) into a valid worker id."""
+    cleaned = re.sub(r"[^a-zA-Z0-9_-]+", "-", raw).strip("-")[:128]
+    return cleaned or "worker"
+
+
+def _invalid(name: str, value: str, rule: str, example: str, *, secret: bool = False) -> ConfigError:
+    shown = f"<hidden, {len(value)} characters>" if secret else repr(value)
+    return ConfigError(f"{name}={shown} is invalid: {rule} (e.g. {name}={example})")
+
+
+def _missing(name: str, rule: str, example: str) -> ConfigError:
+    return ConfigError(f"{name} is not set: {rule} (e.g. {name}={example})")
+
+
+def _parse_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(value)
+    return value.rstrip("/")
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+def _parse_positive_int(value: str) -> int:
+    number = int(value.strip())
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _parse_heartbeat(value: str) -> float:
+    number = float(value.strip())
+    if not 0 < number <= _MAX_HEARTBEAT_INTERVAL:
+        raise ValueError(value)
+    return number
+
+
+def _parse_positive_float(value: str) -> float:
+    number = float(value.strip())
+    if not number > 0 or number == float("inf"):
+        raise ValueError(value)
+    return number
+
+
+def _parse_redis_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(value)
+    return value
+
+
+def _parse_log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(value)
+    return level
+
+
+def _parse_worker_id(value: str) -> str:
+    if not WORKER_ID_PATTERN.fullmatch(value):
+        raise ValueError(value)
+    return value
+
+
+@dataclass(frozen=True)
+class _Rule:
+    rule: str
+    example: str
+
+
+_RULES: dict[str, _Rule] = {
+    "ORCHESTRATOR_URL": _Rule("must be an http:// or https:// URL with a host", "http://localhost:8080"),
+    "WORKER_TOKEN": _Rule("must be a non-empty token without whitespace", "your-secret-worker-token"),
+    "WORKER_ID": _Rule("must match ^[a-zA-Z0-9_-]{1,128}$", "inventory-worker-01"),
+    "WORKER_ENABLE_WEBSOCKETS": _Rule("must be one of true/false/1/0/yes/no/on/off", "true"),
+    "REDIS_URL": _Rule("must be a redis://, rediss:// or unix:// URL", "redis://localhost:6379/0"),
+    "WORKER_MAX_CONCURRENT_TASKS": _Rule("must be a whole number >= 1", "4"),
+    "WORKER_HEARTBEAT_INTERVAL": _Rule(
+        "must be a number of seconds > 0 and <= 60 (the orchestrator forgets a worker after 120 s)", "15"
+    ),
+    "WORKER_POLL_TIMEOUT": _Rule(
+        "must be a number of seconds > 0, above the orchestrator's poll hold (30-59 s)", "75"
+    ),
+    "LOG_LEVEL": _Rule("must be one of " + "/".join(_LOG_LEVELS), "INFO"),
+}
+
+
+def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError:
+        rule = _RULES[name]
+        raise _invalid(name, raw, rule.rule, rule.example) from None
+
+
+def _read_required(env: Mapping[str, str], name: str, parse: Callable[[str], str]) -> str:
+    rule = _RULES[name]
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        raise _missing(name, rule.rule, rule.example)
+    try:
+        return parse(raw)
+    except ValueError:
+        raise _invalid(name, raw, rule.rule, rule.example, secret=name == "WORKER_TOKEN") from None
+
+
+def _parse_token(value: str) -> str:
+    if any(ch.isspace() for ch in value):
+        raise ValueError("token contains whitespace")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker needs to talk to the orchestrator and Redis."""
+
+    worker_type: str
+    orchestrator_url: str
+    worker_token: str = field(repr=False)
+    worker_id: str
+    enable_websockets: bool = False
+    redis_url: str = "redis://localhost:6379/0"
+    max_concurrent_tasks: int = 1
+    heartbeat_interval: float = 15.0
+    poll_timeout: float = 75.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, worker_type: str, environ: Mapping[str, str] | None = None) -> WorkerConfig:
+        """Build the config from `environ` (default: os.environ); raises ConfigError naming the variable."""
+        env = os.environ if environ is None else environ
+        default_id = sanitise_worker_id(f"{worker_type}-{socket.gethostname()}")
+        return cls(
+            worker_type=worker_type,
+            orchestrator_url=_read_required(env, "ORCHESTRATOR_URL", _parse_url),
+            worker_token=_read_required(env, "WORKER_TOKEN", _parse_token),
+            worker_id=_read(env, "WORKER_ID", _parse_worker_id, default_id),
+            enable_websockets=_read(env, "WORKER_ENABLE_WEBSOCKETS", _parse_bool, False),
+            redis_url=_read(env, "REDIS_URL", _parse_redis_url, "redis://localhost:6379/0"),
+            max_concurrent_tasks=_read(env, "WORKER_MAX_CONCURRENT_TASKS", _parse_positive_int, 1),
+            heartbeat_interval=_read(env, "WORKER_HEARTBEAT_INTERVAL", _parse_heartbeat, 15.0),
+            poll_timeout=_read(env, "WORKER_POLL_TIMEOUT", _parse_positive_float, 75.0),
+            log_level=_read(env, "LOG_LEVEL", _parse_log_level, "INFO"),
+        )

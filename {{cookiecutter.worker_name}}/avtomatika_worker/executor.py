@@ -1,0 +1,141 @@
+"""Calling task handlers and turning whatever they return (or raise) into a protocol-valid outcome.
+
+Result rules (documented for users in the generated README):
+* a dict with `status` (default `success`) and an optional `data` object;
+* `{"status": "failure", "error": {"code": ..., "message": ...} }`; a missing code becomes TRANSIENT_ERROR
+  (what the orchestrator assumes anyway), a plain-string error becomes its message;
+* an exception raised by the handler becomes a TRANSIENT_ERROR failure (the orchestrator retries);
+* a malformed return value (not a dict, `data` not a JSON object, unserialisable data, empty status)
+  is a bug in the handler that a retry cannot fix, so it becomes a PERMANENT_ERROR failure with a
+  message saying exactly what was wrong, instead of a 400 from the orchestrator and a stuck job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .signing import canonical_json
+from .typing import CANCELLED, FAILURE, INVALID_INPUT_ERROR, PERMANENT_ERROR, SUCCESS, TRANSIENT_ERROR
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[Any]]
+
+TASK_KWARGS = ("task_id", "job_id", "priority")
+_EXPECTED_SHAPE = "{'status': 'success', 'data': {...} }"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A normalised handler result, ready to be sent as a task result."""
+
+    status: str
+    data: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        """Return the `status`/`data`/`error` members of a result message."""
+        message: dict[str, Any] = {"status": self.status}
+        if self.data is not None:
+            message["data"] = self.data
+        if self.error is not None:
+            message["error"] = self.error
+        return message
+
+
+def failure(code: str, message: str) -> Outcome:
+    """Build a failure outcome."""
+    return Outcome(status=FAILURE, error={"code": code, "message": message})
+
+
+@dataclass(frozen=True)
+class RegisteredHandler:
+    """A handler plus the task keyword arguments it can accept."""
+
+    name: str
+    func: Handler
+    accepted_kwargs: frozenset[str]
+
+    @classmethod
+    def wrap(cls, name: str, func: Handler) -> RegisteredHandler:
+        """Inspect `func` once to learn which of task_id/job_id/priority it takes."""
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(f"handler for task {name!r} must be an `async def` function")
+        params = inspect.signature(func).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            accepted = frozenset(TASK_KWARGS)
+        else:
+            names = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+            accepted = frozenset(TASK_KWARGS) & names
+        return cls(name=name, func=func, accepted_kwargs=accepted)
+
+
+async def execute(handler: RegisteredHandler, task: dict[str, Any]) -> Outcome:
+    """Run the handler for one task and normalise its result; never raises except on cancellation."""
+    params = task.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        return failure(INVALID_INPUT_ERROR, f"task params must be a JSON object, got {type(params).__name__}")
+    meta = {"task_id": task["task_id"], "job_id": task["job_id"], "priority": task.get("priority", 0)}
+    kwargs = {k: v for k, v in meta.items() if k in handler.accepted_kwargs}
+    try:
+        value = await handler.func(params, **kwargs)
+    except Exception as exc:
+        logger.exception("handler %r raised; reporting %s", handler.name, TRANSIENT_ERROR)
+        return failure(TRANSIENT_ERROR, str(exc) or type(exc).__name__)
+    return normalise_result(handler.name, value)
+
+
+def _bad_return(name: str, problem: str) -> Outcome:
+    message = f"handler {name!r} {problem}; expected a dict like " + _EXPECTED_SHAPE
+    logger.error("%s", message)
+    return failure(PERMANENT_ERROR, message)
+
+
+def _json_problem(value: Any) -> str | None:
+    """Return why `value` cannot be sent as JSON, or None when it can."""
+    try:
+        canonical_json(value)
+    except TypeError as exc:
+        return str(exc)
+    return None
+
+
+def normalise_result(name: str, value: Any) -> Outcome:
+    """Validate a handler's return value against the result contract."""
+    if not isinstance(value, dict):
+        return _bad_return(name, f"returned {type(value).__name__}")
+    status = value.get("status", SUCCESS)
+    if not isinstance(status, str) or not status:
+        return _bad_return(name, f"returned status {status!r}, which is not a non-empty string")
+    data = value.get("data")
+    if data is not None and not isinstance(data, dict):
+        return _bad_return(name, f"returned data of type {type(data).__name__}, not a JSON object")
+    problem = None if data is None else _json_problem(data)
+    if problem is not None:
+        return _bad_return(name, f"returned data that cannot be sent as JSON ({problem})")
+    if status == FAILURE:
+        return Outcome(status=FAILURE, data=data, error=_normalise_error(value.get("error")))
+    if status == CANCELLED:
+        return Outcome(status=CANCELLED, data=data)
+    return Outcome(status=status, data=data)
+
+
+def _normalise_error(error: Any) -> dict[str, Any]:
+    """Coerce a handler's `error` into the `{code, message}` object the orchestrator requires."""
+    if isinstance(error, dict):
+        code = error.get("code") or TRANSIENT_ERROR
+        message = error.get("message") or f"handler reported {code}"
+        normalised: dict[str, Any] = {"code": str(code), "message": str(message)}
+        details = error.get("details")
+        if isinstance(details, dict) and _json_problem(details) is None:
+            normalised["details"] = details
+        return normalised
+    if error:
+        return {"code": TRANSIENT_ERROR, "message": str(error)}
+    return {"code": TRANSIENT_ERROR, "message": "handler reported failure without an error"}

@@ -1,0 +1,53 @@
+"""Canonical JSON and HMAC-SHA256 sealing of worker messages, byte-compatible with rxon 1.0b17."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from hashlib import sha256
+from typing import Any
+
+import orjson
+
+# Top-level members that are never covered by the signature (rxon.security.sign_payload).
+_UNSIGNED_MEMBERS = ("security", "_signature")
+
+
+def _normalise(value: Any) -> Any:
+    """Drop null object members recursively and turn integral floats into ints, like rxon."""
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Return the exact bytes the orchestrator signs: normalised, keys sorted, compact, UTF-8."""
+    # The JSON round trip mirrors rxon.utils.to_dict (NaN -> null -> dropped, non-str keys -> str),
+    # which is also what the orchestrator sees after parsing the body we send.
+    data = _normalise(orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)))
+    if isinstance(data, dict):
+        for member in _UNSIGNED_MEMBERS:
+            data.pop(member, None)
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def sign(message: dict[str, Any], token: str) -> str:
+    """Return the hex HMAC-SHA256 of the message's canonical form keyed with the token."""
+    if not token:
+        raise ValueError("the signing token must not be empty")
+    return hmac.new(token.encode("utf-8"), canonical_json(message), sha256).hexdigest()
+
+
+def seal(message: dict[str, Any], worker_id: str, token: str) -> dict[str, Any]:
+    """Return a new dict with a fresh int timestamp, random nonce and `security` signature."""
+    sealed = {k: v for k, v in message.items() if k not in _UNSIGNED_MEMBERS}
+    sealed["timestamp"] = int(time.time())
+    # A fresh nonce makes every send unique: the orchestrator rejects byte-identical repeats as replays.
+    sealed["nonce"] = uuid.uuid4().hex
+    sealed["security"] = {"signature": sign(sealed, token), "signer_id": worker_id}
+    return sealed

@@ -1,0 +1,51 @@
+"""{{ cookiecutter.worker_name }}: the task handlers of this worker. Edit them; the SDK does the rest."""
+{% raw %}
+import asyncio
+from typing import Any
+
+from avtomatika_worker import Worker
+from avtomatika_worker.typing import INVALID_INPUT_ERROR
+{% endraw %}
+worker = Worker(worker_type={{ cookiecutter.worker_type | tojson }})
+{% raw %}
+# Demo stock levels: replace with a lookup in your own system (database, warehouse API, ...).
+STOCK: dict[str, int] = {"apple": 12, "pear": 5, "plum": 0}
+
+
+@worker.task("check_inventory")
+async def check_inventory(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Check that every item in ``params["items"]`` is in stock."""
+    items = params.get("items")
+    if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
+        return {
+            "status": "failure",
+            "error": {
+                "code": INVALID_INPUT_ERROR,
+                "message": f"params.items must be a non-empty list of item names, got {items!r}; "
+                'send e.g. {"items": ["apple", "pear"]}',
+            },
+        }
+    missing = [item for item in items if STOCK.get(item, 0) <= 0]
+    if missing:
+        # A custom status: the blueprint decides where the job goes next.
+        return {"status": "out_of_stock", "data": {"missing_items": missing}}
+    in_stock = {item: STOCK[item] for item in items}
+    return {"status": "success", "data": {"items_checked": len(items), "in_stock": in_stock}}
+
+
+@worker.task("long_running_task")
+async def long_running_task(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Work through ``steps`` slow steps, stopping early when the job is cancelled."""
+    task_id = kwargs["task_id"]
+    steps = int(params.get("steps", 10))
+    step_seconds = float(params.get("step_seconds", 1.0))
+    for done in range(steps):
+        if await worker.check_for_cancellation(task_id):
+            return {"status": "cancelled", "data": {"completed_steps": done}}
+        await asyncio.sleep(step_seconds)  # stands in for one unit of real work
+    return {"status": "success", "data": {"completed_steps": steps}}
+
+
+if __name__ == "__main__":
+    worker.run()
+{% endraw %}

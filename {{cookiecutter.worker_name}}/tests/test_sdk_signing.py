@@ -1,0 +1,84 @@
+"""Canonical JSON and sealing must match what the orchestrator (rxon 1.0b17) verifies."""
+
+import hashlib
+import hmac
+import time
+
+from avtomatika_worker.signing import canonical_json, seal, sign
+
+# Golden vector computed once with rxon 1.0b17 (the orchestrator's own code, /tmp/orch/x/rxon):
+#   d = rxon.utils.to_dict(GOLDEN_MESSAGE); d.pop("security"); d.pop("_signature")
+#   orjson.dumps(d, option=orjson.OPT_SORT_KEYS)        -> GOLDEN_CANONICAL
+#   rxon.security.sign_payload(GOLDEN_MESSAGE, "golden-token") -> GOLDEN_SIGNATURE
+GOLDEN_MESSAGE = dict(
+    worker_id="golden-worker",
+    status="idle",
+    current_tasks=["job-1"],
+    data=dict(b=2.0, a=None, n=[1, None, 0.5], txt="склад ✓", small=1e-7, f=123.456),
+    timestamp=1795871513,
+    nonce="00112233445566778899aabbccddeeff",
+    security=dict(signature="x", signer_id="golden-worker"),
+    _signature="y",
+)
+GOLDEN_CANONICAL = (
+    '{"current_tasks":["job-1"],"data":{"b":2,"f":123.456,"n":[1,null,0.5],"small":1e-7,'
+    '"txt":"склад ✓"},"nonce":"00112233445566778899aabbccddeeff","status":"idle",'
+    '"timestamp":1795871513,"worker_id":"golden-worker"}'
+).encode()
+GOLDEN_SIGNATURE = "c2d9fefdfd18f17ec04460f48a79b1a4ab6d74d18c1144ce5259d3ec42283dbc"
+
+
+def test_canonical_form_matches_rxon_golden_vector() -> None:
+    assert canonical_json(GOLDEN_MESSAGE) == GOLDEN_CANONICAL
+
+
+def test_signature_matches_rxon_golden_vector() -> None:
+    assert sign(GOLDEN_MESSAGE, "golden-token") == GOLDEN_SIGNATURE
+
+
+def test_null_members_are_dropped_recursively_but_null_list_items_kept() -> None:
+    message = dict(a=None, b=dict(c=None, d=1), e=[None, dict(f=None)])
+    assert canonical_json(message) == b'{"b":{"d":1},"e":[null,{}]}'
+
+
+def test_integral_floats_become_ints() -> None:
+    assert canonical_json(dict(x=2.0, y=-0.0, z=2.5)) == b'{"x":2,"y":0,"z":2.5}'
+
+
+def test_non_ascii_is_not_escaped() -> None:
+    assert canonical_json(dict(city="Zürich")) == '{"city":"Zürich"}'.encode()
+
+
+def test_keys_are_sorted_at_every_level() -> None:
+    assert canonical_json(dict(b=1, a=dict(z=1, y=2))) == b'{"a":{"y":2,"z":1},"b":1}'
+
+
+def test_security_and_underscore_signature_are_excluded_only_at_top_level() -> None:
+    message = dict(security="s", _signature="t", inner=dict(security="kept"))
+    assert canonical_json(message) == b'{"inner":{"security":"kept"}}'
+
+
+def test_seal_adds_int_timestamp_nonce_and_verifiable_signature() -> None:
+    before = int(time.time())
+    sealed = seal(dict(worker_id="w-1", status="idle"), "w-1", "secret")
+    assert isinstance(sealed["timestamp"], int)
+    assert before <= sealed["timestamp"] <= int(time.time())
+    assert sealed["security"]["signer_id"] == "w-1"
+    unsigned = dict((k, v) for k, v in sealed.items() if k != "security")
+    payload = canonical_json(unsigned)
+    expected = hmac.new(b"secret", payload, hashlib.sha256).hexdigest()
+    assert sealed["security"]["signature"] == expected
+
+
+def test_seal_returns_new_dict_with_fresh_nonce_each_time() -> None:
+    message = dict(worker_id="w-1")
+    first = seal(message, "w-1", "secret")
+    second = seal(message, "w-1", "secret")
+    assert message == dict(worker_id="w-1")
+    assert first["nonce"] != second["nonce"]
+    assert first["security"]["signature"] != second["security"]["signature"]
+
+
+def test_seal_replaces_a_stale_security_member() -> None:
+    sealed = seal(dict(worker_id="w-1", security=dict(signature="old")), "w-1", "secret")
+    assert sealed["security"]["signature"] != "old"
