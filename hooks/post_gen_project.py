@@ -25,13 +25,15 @@ class HookError(Exception):
 
 
 def read_options() -> dict[str, object]:
-    """The boolean answers, decoded from JSON (never pasted into this source as code)."""
+    """The options this hook acts on, decoded from JSON (never pasted into this source as code)."""
+    # Keep r''': tojson escapes every ' so no answer can close this string.
+    # fmt: off
     options: dict[str, object] = json.loads(
         r'''{{ {
             "github_actions": cookiecutter.github_actions,
-            "websocket_cancellation": cookiecutter.websocket_cancellation,
         } | tojson }}'''
     )
+    # fmt: on
     return options
 
 

@@ -18,6 +18,8 @@ MIN_COOKIECUTTER = (2, 7)
 
 def read_answers() -> dict[str, object]:
     """The user's answers, decoded from JSON (never pasted into this source as code)."""
+    # Keep r''': tojson escapes every ' so no answer can close this string.
+    # fmt: off
     answers: dict[str, object] = json.loads(
         r'''{{ {
             "worker_name": cookiecutter.worker_name,
@@ -29,6 +31,7 @@ def read_answers() -> dict[str, object]:
             "github_actions": cookiecutter.github_actions,
         } | tojson }}'''
     )
+    # fmt: on
     return answers
 
 
@@ -114,10 +117,8 @@ def version_tuple(version: str) -> tuple[int, ...]:
 def check_cookiecutter_version(version: str) -> list[str]:
     if version_tuple(version) >= MIN_COOKIECUTTER:
         return []
-    return [
-        f"error: cookiecutter {version!r} is too old: this template needs cookiecutter >= 2.7. "
-        'Example: pip install -U "cookiecutter>=2.7"'
-    ]
+    message = f"error: cookiecutter {version!r} is too old: this template needs cookiecutter >= 2.7."
+    return [f'{message} Example: pip install -U "cookiecutter>=2.7"']
 
 
 def installed_cookiecutter_version() -> str:

@@ -164,7 +164,9 @@ def test_every_yaml_toml_and_json_file_parses(baked: Baked) -> None:
 def test_vendored_sdk_and_mock_are_byte_identical_to_the_template(baked: Baked, package: str) -> None:
     source, copy = PROJECT_TEMPLATE / package, baked.project / package
     assert files_under(copy) == files_under(source)
-    different = [rel for rel in files_under(source) if (source / rel).read_bytes() != (copy / rel).read_bytes()]
+    different = [
+        rel for rel in files_under(source) if (source / rel).read_bytes() != (copy / rel).read_bytes()
+    ]
     assert not different
 
 
@@ -174,10 +176,24 @@ def test_env_enables_websockets_only_when_chosen(baked: Baked) -> None:
     assert env.get("WORKER_ENABLE_WEBSOCKETS") == expected
 
 
+def base_images(dockerfile: str) -> list[str]:
+    """The FROM images, with global ``ARG NAME=default`` values substituted (as docker build does)."""
+    args: dict[str, str] = {}
+    images = []
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "ARG" and "=" in words[1] and not images:
+            name, _, default = words[1].partition("=")
+            args[name] = default.strip("\"'")
+        elif words and words[0].upper() == "FROM":
+            image = next(w for w in words[1:] if not w.startswith("--"))
+            images.append(re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image))
+    return images
+
+
 def test_dockerfile_uses_the_chosen_python_slim_image(baked: Baked) -> None:
     version = baked.answers["python_version"]
-    dockerfile = (baked.project / "Dockerfile").read_text(encoding="utf-8")
-    images = re.findall(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", dockerfile, flags=re.MULTILINE | re.IGNORECASE)
+    images = base_images((baked.project / "Dockerfile").read_text(encoding="utf-8"))
     python_images = [i for i in images if i.startswith("python:")]
     assert python_images, f"no python base image in FROM lines: {images}"
     for image in python_images:

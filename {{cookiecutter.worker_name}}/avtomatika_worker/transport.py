@@ -62,9 +62,15 @@ class OrchestratorClient:
         return self._reply(await self._request("POST", f"{API_PREFIX}/workers/register", message))
 
     async def heartbeat(self, message: dict[str, Any]) -> Any:
-        """PATCH a sealed heartbeat; returns the reply, `None` when the orchestrator forgot us."""
+        """PATCH a sealed heartbeat; returns the reply (`{"status": "ok", ...}`)."""
         return self._reply(
             await self._request("PATCH", f"{API_PREFIX}/workers/{self._config.worker_id}", message)
+        )
+
+    async def refresh_ttl(self) -> Any:
+        """PATCH an empty heartbeat; the reply is `None` (JSON null) when the orchestrator forgot us."""
+        return self._reply(
+            await self._request("PATCH", f"{API_PREFIX}/workers/{self._config.worker_id}", None)
         )
 
     async def send_result(self, message: dict[str, Any]) -> Any:

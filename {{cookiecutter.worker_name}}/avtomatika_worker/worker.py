@@ -10,15 +10,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from ._logging import configure_logging, task_context
+from .cancellation import CancellationFlags
 from .config import WorkerConfig, load_env_file
 from .errors import (
     ConfigError,
@@ -37,17 +34,7 @@ logger = logging.getLogger(__name__)
 H = TypeVar("H", bound=Handler)
 R = TypeVar("R")
 
-CANCEL_KEY_PREFIX = "orchestrator:task_cancel:"
 RESULT_SEND_ATTEMPTS = 5
-_REDIS_TIMEOUT = 2.0
-
-
-def _redact(url: str) -> str:
-    """Hide credentials in a URL before logging it."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=f"***@{parts.hostname}:{parts.port}").geturl()
 
 
 class Worker:
@@ -66,9 +53,7 @@ class Worker:
         self.worker_type = worker_type
         self._config = config
         self._session = session
-        self._redis = redis_client
-        self._owns_redis = redis_client is None
-        self._redis_down_logged = False
+        self._cancellation = CancellationFlags(lambda: self.config.redis_url, redis_client)
         self._sleep = sleep
         self._shutdown_grace = shutdown_grace
         self._handlers: dict[str, RegisteredHandler] = {}
@@ -106,36 +91,14 @@ class Worker:
 
     async def check_for_cancellation(self, task_id: str) -> bool:
         """Return True if the orchestrator flagged `task_id` as cancelled in Redis (False if unreachable)."""
-        client = self._get_redis()
-        try:
-            found = await client.exists(CANCEL_KEY_PREFIX + task_id)
-        except (RedisError, OSError) as exc:
-            if not self._redis_down_logged:
-                # Warn once per outage: handlers may call this every second.
-                logger.warning(
-                    "cannot reach Redis at %s to check for cancellation (%s); assuming not cancelled",
-                    _redact(self.config.redis_url),
-                    exc,
-                )
-                self._redis_down_logged = True
-            return False
-        self._redis_down_logged = False
-        return bool(found)
-
-    def _get_redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            self._redis = aioredis.Redis.from_url(
-                self.config.redis_url,
-                socket_connect_timeout=_REDIS_TIMEOUT,
-                socket_timeout=_REDIS_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),
-            )
-        return self._redis
+        return await self._cancellation.is_cancelled(task_id)
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Register, send the first heartbeat and start the heartbeat and poll loops."""
+        """Register, send the first heartbeat and start the loops (no `.env` loading: that is run()'s job)."""
+        if self._loops:
+            raise RuntimeError("the worker is already running")
         config = self.config
         if not self._handlers:
             logger.warning("no task handlers registered: this worker will never receive tasks")
@@ -173,12 +136,14 @@ class Worker:
         if self._client is not None:
             await self._client.close()
             self._client = None
-        if self._owns_redis and self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        await self._cancellation.close()
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(
@@ -237,6 +202,11 @@ class Worker:
     async def _heartbeat_once(self) -> None:
         client = self._require_client()
         try:
+            # Only an empty-body heartbeat reveals whether the orchestrator still knows this worker
+            # (JSON null if not): a signed one for an unknown worker is answered "ok" and dropped.
+            if await client.refresh_ttl() is None:
+                logger.warning("the orchestrator no longer knows this worker; registering again")
+                await self._register()
             reply = await client.heartbeat(self._heartbeat_message())
         except OrchestratorUnavailableError as exc:
             logger.warning("heartbeat failed: %s", exc)
@@ -245,9 +215,8 @@ class Worker:
             logger.error("heartbeat rejected: %s", exc)
             return
         if reply is None:
-            logger.warning("the orchestrator no longer knows this worker; registering again")
+            logger.warning("the orchestrator answered the heartbeat with null; registering again")
             await self._register()
-            await self._heartbeat_once()
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -350,13 +319,22 @@ class Worker:
         if code:
             raise SystemExit(code)
 
+    def _on_signal(self, stop_requested: asyncio.Event) -> None:
+        if not stop_requested.is_set():
+            stop_requested.set()
+            return
+        # A second Ctrl-C/SIGTERM means "now": do not wait out the grace period.
+        logger.warning("second stop signal: cancelling %d running task(s)", len(self._task_runs))
+        for run in self._task_runs:
+            run.cancel()
+
     async def _serve(self) -> int:
         """Run the worker until a signal arrives or a loop crashes; returns the exit code."""
         stop_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # Windows event loops
-                loop.add_signal_handler(sig, stop_requested.set)
+                loop.add_signal_handler(sig, self._on_signal, stop_requested)
         starting = asyncio.create_task(self.start())
         stopping = asyncio.create_task(stop_requested.wait())
         crashing = asyncio.create_task(self._crashed.wait())

@@ -44,8 +44,8 @@ def _opt(spec: Spec) -> Spec:
     return Spec(spec.kind, spec.item, True)
 
 
-def _struct(name: str, required: tuple[str, ...], **fields: Spec) -> Struct:
-    return Struct("object", None, False, fields, required, name)
+def _struct(struct_name: str, required: tuple[str, ...], /, **fields: Spec) -> Struct:
+    return Struct("object", None, False, fields, required, struct_name)
 
 
 SECURITY_CONTEXT = _struct(
@@ -68,7 +68,9 @@ SKILL_INFO = _struct(
 HARDWARE_DEVICE = _struct(
     "HardwareDevice", ("type",), type=STR, model=OPT_STR, id=OPT_STR, properties=OPT_OBJ, metrics=OPT_OBJ
 )
-RESOURCES = _struct("Resources", (), devices=Spec("array", HARDWARE_DEVICE, nullable=True), properties=OPT_OBJ)
+RESOURCES = _struct(
+    "Resources", (), devices=Spec("array", HARDWARE_DEVICE, nullable=True), properties=OPT_OBJ
+)
 INSTALLED_ARTIFACT = _struct(
     "InstalledArtifact", ("name",), name=STR, version=STR, type=OPT_STR, properties=OPT_OBJ
 )
@@ -136,7 +138,14 @@ WORKER_EVENT = _struct(
     metadata=OPT_OBJ,
 )
 
-_JSON_NAMES: dict[type, str] = {str: "str", bool: "bool", int: "int", float: "float", dict: "object", list: "array"}
+_JSON_NAMES: dict[type, str] = {
+    str: "str",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    dict: "object",
+    list: "array",
+}
 
 
 def _json_name(value: Any) -> str:

@@ -60,7 +60,7 @@ def _check_replay(state: MockState, payload: dict[str, Any], worker_id: Any) -> 
 def _security_context(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         # The orchestrator crashes on a non-object security member: HTTP 500 with this text.
-        raise RuntimeError(f"'{type(raw).__name__}' object has no attribute 'signature'")
+        raise TypeError(f"'{type(raw).__name__}' object has no attribute 'signature'")
     try:
         return dict(check(SECURITY_CONTEXT, raw))
     except ModelError as exc:

@@ -6,6 +6,9 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,7 @@ class MockSettings:
     client_token: str
     poll_hold_seconds: float = 30.0
     clock: Callable[[], float] = field(default=time.time)
+    demo_task: Mapping[str, Any] | None = None  # a POST /api/v1/tasks body queued at start-up
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,8 @@ class ConfigError(ValueError):
 
 
 def _problem(name: str, value: str | None, rule: str, example: str) -> ConfigError:
-    shown = "is not set" if value is None else f"={value!r} is invalid"
-    return ConfigError(f"{name} {shown}: {rule} (e.g. {name}={example})")
+    shown = f"{name} is not set" if value is None else f"{name}={value!r} is invalid"
+    return ConfigError(f"{shown}: {rule} (e.g. {name}={example})")
 
 
 def _required_text(env: Mapping[str, str], name: str, rule: str, example: str) -> str:
@@ -67,10 +71,28 @@ def _hold(env: Mapping[str, str]) -> float:
     return hold
 
 
+def _demo_task(env: Mapping[str, str]) -> dict[str, Any] | None:
+    from .control_api import InvalidRequest, parse_submission  # the same rules as the control API
+
+    raw = env.get("MOCK_DEMO_TASK", "").strip()
+    if not raw:
+        return None
+    example = '{"type": "check_inventory", "params": {"items": ["apple"]} }'
+    try:
+        body = orjson.loads(raw)
+        parse_submission(body)
+    except (orjson.JSONDecodeError, InvalidRequest) as exc:
+        raise _problem("MOCK_DEMO_TASK", raw, f"must be a task submission as JSON ({exc})", example) from None
+    return dict(body)
+
+
 def load_server_config(env: Mapping[str, str]) -> ServerConfig:
     """Read and validate the mock's environment variables; raise ConfigError on the first problem."""
     worker_token = _required_text(
-        env, "WORKER_TOKEN", "must be the non-empty token your worker sends as X-Worker-Token", "dev-worker-token"
+        env,
+        "WORKER_TOKEN",
+        "must be the non-empty token your worker sends as X-Worker-Token",
+        "dev-worker-token",
     )
     client_token = _required_text(
         env, "CLIENT_TOKEN", "must be the non-empty token for X-Client-Token on /api/v1", "dev-client-token"
@@ -78,5 +100,10 @@ def load_server_config(env: Mapping[str, str]) -> ServerConfig:
     host = env.get("MOCK_HOST", "0.0.0.0")
     if not host.strip():
         raise _problem("MOCK_HOST", host, "must be a host name or IP address to listen on", "0.0.0.0")
-    settings = MockSettings(worker_token=worker_token, client_token=client_token, poll_hold_seconds=_hold(env))
+    settings = MockSettings(
+        worker_token=worker_token,
+        client_token=client_token,
+        poll_hold_seconds=_hold(env),
+        demo_task=_demo_task(env),
+    )
     return ServerConfig(settings=settings, host=host, port=_port(env))

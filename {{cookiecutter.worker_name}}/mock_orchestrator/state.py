@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from .settings import MockSettings
 from .signing import normalize, sign
 
@@ -112,6 +114,7 @@ class MockState:
     task_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     closing: bool = False
+    polls_waiting: int = 0  # long polls currently parked (observable by tests and logs)
     _seq: int = 0
 
     def now(self) -> float:
@@ -245,11 +248,14 @@ class MockState:
                 remaining = until - loop.time()
                 if remaining <= 0:
                     return None
+                self.polls_waiting += 1
                 try:
                     async with asyncio.timeout(remaining):
                         await self.changed.wait()
                 except TimeoutError:
                     pass
+                finally:
+                    self.polls_waiting -= 1
         return None
 
     async def finish(
@@ -273,3 +279,6 @@ class MockState:
                 await self.changed.wait_for(lambda: self.closing or task.status not in (QUEUED, RUNNING))
         except TimeoutError:
             pass
+
+
+STATE_KEY = web.AppKey("mock_orchestrator_state", MockState)

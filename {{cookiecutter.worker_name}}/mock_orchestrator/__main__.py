@@ -1,0 +1,62 @@
+"""``python -m mock_orchestrator``: configure from the environment (and .env) and serve."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .settings import ConfigError, ServerConfig, load_server_config
+
+
+def _load_dotenv() -> None:
+    try:
+        from dotenv import find_dotenv, load_dotenv
+    except ImportError:  # python-dotenv is optional here; the real environment is enough
+        return
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s mock-orchestrator %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def main() -> int:
+    """Entry point; returns the process exit code (2 on a configuration error)."""
+    _load_dotenv()
+    try:
+        config: ServerConfig = load_server_config(os.environ)
+    except ConfigError as exc:
+        print(f"mock_orchestrator: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging()
+    log = logging.getLogger("mock_orchestrator")
+    log.info(
+        "listening on http://%s:%d (worker API /_worker, control API /api/v1, poll hold %gs)",
+        config.host,
+        config.port,
+        config.settings.poll_hold_seconds,
+    )
+    web.run_app(
+        create_app(config.settings),
+        host=config.host,
+        port=config.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5.0,
+    )
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Application factory: wiring, the X-RXON-Version/compression middleware and the health route."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from .control_api import parse_submission, setup_control_routes
+from .settings import MockSettings
+from .state import STATE_KEY, MockState
+from .worker_api import PROTOCOL_VERSION, VERSION_HEADER, setup_worker_routes
+
+COMPRESS_MIN_BYTES = 500  # the orchestrator compresses replies of 500 bytes or more
+
+log = logging.getLogger("mock_orchestrator")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, dumps=lambda o: orjson.dumps(o).decode())
+
+
+def _maybe_gzip(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Gzip like the orchestrator does, so a worker that cannot decode it fails here too."""
+    if not isinstance(response, web.Response) or "Content-Encoding" in response.headers:
+        return response
+    body = response.body
+    if not isinstance(body, bytes) or len(body) < COMPRESS_MIN_BYTES:
+        return response
+    if "gzip" not in request.headers.get("Accept-Encoding", "").lower():
+        return response
+    compressed = web.Response(
+        body=gzip.compress(body), status=response.status, headers={"Content-Encoding": "gzip"}
+    )
+    compressed.content_type = response.content_type
+    return compressed
+
+
+@web.middleware
+async def protocol_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every reply is JSON on error and carries ``X-RXON-Version``, like the real orchestrator's."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = _error(exc.status, exc.reason)
+    except Exception as exc:  # a bug in the mock: still answer in the protocol's error format
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        response = _error(500, str(exc))
+    response = _maybe_gzip(request, response)
+    response.headers[VERSION_HEADER] = PROTOCOL_VERSION
+    return response
+
+
+async def public_status(request: web.Request) -> web.StreamResponse:
+    """GET /_public/status: unauthenticated health check."""
+    return web.json_response({"status": "ok"})
+
+
+async def _queue_demo_task(app: web.Application) -> None:
+    """Queue the configured demo task, so that `docker compose up` shows a task being processed."""
+    state = app[STATE_KEY]
+    if state.settings.demo_task is None:
+        return
+    task_type, params, priority, deadline = parse_submission(state.settings.demo_task)
+    task = await state.submit(task_type, params, priority, deadline)
+    log.info("demo task %s (%s) queued with params %s", task.task_id, task_type, orjson.dumps(params).decode())
+
+
+async def _release_long_polls(app: web.Application) -> None:
+    await app[STATE_KEY].close()
+
+
+def create_app(settings: MockSettings) -> web.Application:
+    """Build the mock orchestrator application for ``settings``."""
+    app = web.Application(middlewares=[protocol_middleware])
+    app[STATE_KEY] = MockState(settings)
+    app.router.add_get("/_public/status", public_status)
+    setup_worker_routes(app)
+    setup_control_routes(app)
+    app.on_startup.append(_queue_demo_task)
+    app.on_shutdown.append(_release_long_polls)
+    return app

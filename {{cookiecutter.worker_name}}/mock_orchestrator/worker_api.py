@@ -1,0 +1,252 @@
+"""The worker protocol routes under /_worker, answering exactly like avtomatika 1.0b30 / rxon 1.0b17."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .models import TASK_RESULT, WORKER_EVENT, WORKER_REGISTRATION, ModelError, parse
+from .security import TOKEN_HEADER, WORKER_ID_HEADER, authenticate, verify_signed, worker_id_hint
+from .signing import normalize
+from .state import CANCELLED, FAILURE, QUEUED, RESULT_OPEN_STATUSES, RUNNING, STATE_KEY, MockState, Task
+
+PROTOCOL_VERSION = "1.0b17"
+VERSION_HEADER = "X-RXON-Version"
+IDENTIFIER = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+log = logging.getLogger("mock_orchestrator")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def protocol_json(data: Any, status: int = 200) -> web.Response:
+    """A JSON reply normalised the way rxon's listener sends it (no nulls, integral floats as ints)."""
+    return web.json_response(normalize(data), status=status, dumps=lambda o: orjson.dumps(o).decode())
+
+
+def _protocol_errors(handler: Handler) -> Handler:
+    """Map exceptions like rxon's HttpListener: PermissionError 403, ValueError 400, anything else 500."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except PermissionError as exc:
+            return _rejected(request, 403, exc)
+        except ValueError as exc:
+            return _rejected(request, 400, exc)
+        except Exception as exc:  # the orchestrator answers 500 with the exception text
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            return protocol_json({"error": str(exc)}, status=500)
+
+    return wrapped
+
+
+def _rejected(request: web.Request, status: int, exc: Exception) -> web.Response:
+    who = request.match_info.get("worker_id") or request.headers.get(WORKER_ID_HEADER) or "?"
+    log.warning("rejected %s %s (worker %s): %d %s", request.method, request.path, who, status, exc)
+    return protocol_json({"error": str(exc)}, status=status)
+
+
+def _require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        # The orchestrator calls .get() on the body and fails with this text (HTTP 500).
+        raise TypeError(f"'{type(body).__name__}' object has no attribute 'get'")
+    return body
+
+
+async def _json_body(request: web.Request) -> Any:
+    return orjson.loads(await request.read())  # JSONDecodeError is a ValueError -> 400
+
+
+def _state(request: web.Request) -> MockState:
+    return request.app[STATE_KEY]
+
+
+def _authenticate(request: web.Request, body: Any, path_id: str | None = None) -> Any:
+    hint = worker_id_hint(request.headers.get(WORKER_ID_HEADER), path_id, body)
+    return authenticate(_state(request).settings, request.headers.get(TOKEN_HEADER), hint)
+
+
+@_protocol_errors
+async def register(request: web.Request) -> web.StreamResponse:
+    """POST /_worker/workers/register."""
+    body = await _json_body(request)
+    state = _state(request)
+    auth_id = _authenticate(request, body)
+    worker_id = _require_object(body).get("worker_id")
+    if not isinstance(worker_id, str):
+        raise ValueError("Missing or invalid worker_id in registration data")  # noqa: TRY004 - a 400
+    if worker_id != auth_id:
+        raise PermissionError("Immediate sender ID mismatch")
+    verify_signed(state, body, worker_id)
+    try:
+        record = normalize(parse(WORKER_REGISTRATION, body))
+    except ModelError as exc:
+        raise ValueError(f"Invalid WorkerRegistration payload: {exc}") from None
+    record["supported_skills"] = record.get("supported_skills") or []
+    if len(worker_id) > 128 or not IDENTIFIER.match(worker_id):
+        raise ValueError(
+            f"Invalid worker_id: '{worker_id}'. Must be alphanumeric, underscores, or hyphens only "
+            "(max 128 characters)."
+        )
+    worker = await state.register(worker_id, record)
+    log.info("worker %s registered (skills: %s)", worker_id, ", ".join(worker.skills()) or "none")
+    reply: dict[str, Any] = {"status": "registered", "version": PROTOCOL_VERSION}
+    version = request.headers.get(VERSION_HEADER)
+    if version and version != PROTOCOL_VERSION:
+        reply["warning"] = f"Protocol version mismatch! Orchestrator: {PROTOCOL_VERSION}, Worker: {version}."
+    return protocol_json(reply)
+
+
+@_protocol_errors
+async def heartbeat(request: web.Request) -> web.StreamResponse:
+    """PATCH /_worker/workers/{worker_id}: empty body refreshes the TTL, a signed body is merged."""
+    body = await _json_body(request) if request.can_read_body else None
+    state = _state(request)
+    worker_id = _authenticate(request, body, request.match_info["worker_id"])
+    if not body:
+        return protocol_json({"status": "ttl_refreshed"} if state.refresh(worker_id) else None)
+    verify_signed(state, _require_object(body), worker_id)
+    reply: dict[str, Any] = {"status": "ok"}
+    known = state.live_worker(worker_id)
+    update = dict(body)
+    new_hash = update.get("skills_hash")
+    if known is not None and new_hash and known.record.get("skills_hash") == new_hash:
+        if not known.record.get("supported_skills"):
+            reply["require_full_sync"] = True
+        update.pop("supported_skills", None)
+    old_status = known.status() if known is not None else None
+    merged = await state.merge_heartbeat(worker_id, update)
+    if merged is None:
+        log.warning("heartbeat from unregistered worker %s ignored (it must register first)", worker_id)
+        return protocol_json(reply)
+    if merged.status() != old_status:
+        log.info("worker %s status: %s", worker_id, merged.status())
+    cancel_ids = _finished_jobs(state, update.get("current_tasks"))
+    if cancel_ids:
+        reply["cancel_task_ids"] = cancel_ids
+    return protocol_json(reply)
+
+
+def _finished_jobs(state: MockState, current_tasks: Any) -> list[Any]:
+    # Like 1.0b30, the ids are looked up as *job* ids, so only job ids can ever come back.
+    if not isinstance(current_tasks, list):
+        return []
+    found = [(tid, state.task_of_job(tid)) for tid in current_tasks]
+    return [tid for tid, task in found if task is not None and task.status not in (QUEUED, RUNNING)]
+
+
+@_protocol_errors
+async def next_task(request: web.Request) -> web.StreamResponse:
+    """GET /_worker/workers/{worker_id}/tasks/next: 200 with a task or 204 after the hold."""
+    state = _state(request)
+    worker_id = _authenticate(request, None, request.match_info["worker_id"])
+
+    def client_gone() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
+    got = await state.next_task(worker_id, state.settings.poll_hold_seconds, client_gone)
+    if got is None:
+        return web.Response(status=204)
+    task, payload = got
+    log.info("task %s -> worker %s", task.task_id, worker_id)
+    return protocol_json(payload)
+
+
+@_protocol_errors
+async def task_result(request: web.Request) -> web.StreamResponse:
+    """POST /_worker/tasks/result, checked in the orchestrator's order (protocol.md section 9)."""
+    body = await _json_body(request)
+    state = _state(request)
+    auth_id = _authenticate(request, body)
+    verify_signed(state, _require_object(body), auth_id)
+    try:
+        result = normalize(parse(TASK_RESULT, body))
+    except ModelError as exc:
+        raise ValueError(f"Invalid TaskResult payload: {exc}") from None
+    sender = result.get("worker_id", auth_id)
+    if sender != auth_id:
+        raise PermissionError(
+            f"Forbidden: Authenticated worker '{auth_id}' cannot submit results for another worker '{sender}'."
+        )
+    return protocol_json(await _accept_result(state, result, auth_id))
+
+
+def _ignored(reason: str, message: str) -> dict[str, Any]:
+    log.warning("result ignored (%s): %s", reason, message)
+    return {"status": "ignored", "reason": reason, "message": message}
+
+
+async def _accept_result(state: MockState, result: dict[str, Any], worker_id: Any) -> dict[str, Any]:
+    job_id, task_id = result["job_id"], result["task_id"]
+    task = state.task_of_job(job_id)
+    if task is None:
+        return _ignored("job_not_found", f"Job {job_id} not found (expired or deleted).")
+    if task.worker_id and task.worker_id != worker_id:
+        return _ignored("worker_mismatch", "Forbidden: This task is assigned to a different worker.")
+    if task.task_id != task_id:
+        return _ignored(
+            "stale_task", f"Result ignored: task_id {task_id} is no longer active for job {job_id}."
+        )
+    if task.status not in RESULT_OPEN_STATUSES:
+        return _ignored(
+            "job_already_terminated",
+            f"Result ignored: the job is already in a terminal state ({task.status}).",
+        )
+    status = result.get("status", "success")
+    task.worker_id = task.worker_id or worker_id
+    await state.finish(task, status, result.get("data"), result.get("error"))
+    _log_result(task)
+    if status == FAILURE:
+        return {"status": "accepted", "transition": "failure_handled"}
+    if status == CANCELLED:
+        return {"status": "accepted", "transition": "cancelled_handled"}
+    return {"status": "accepted", "transition": "success_transition"}
+
+
+def _log_result(task: Task) -> None:
+    error = task.error or {}
+    detail = f" ({error.get('code')}: {error.get('message')})" if task.status == FAILURE and error else ""
+    log.info("task %s result: %s%s", task.task_id, task.status, detail)
+
+
+@_protocol_errors
+async def worker_event(request: web.Request) -> web.StreamResponse:
+    """POST /_worker/events: progress events update the task; model errors are 200 replies."""
+    body = await _json_body(request)
+    state = _state(request)
+    auth_id = _authenticate(request, body)
+    verify_signed(state, _require_object(body), auth_id, ignore_fields=("bubbling_chain",))
+    try:
+        event = parse(WORKER_EVENT, body)
+    except ModelError as exc:
+        return protocol_json({"status": "error", "message": f"Invalid event payload: {exc}"})
+    if event["worker_id"] != auth_id:
+        raise PermissionError("Immediate sender ID mismatch")
+    target = event.get("target_job_id") or event.get("target_task_id")
+    task = state.task_of_job(target) if target else None
+    if task is not None and task.worker_id and task.worker_id != auth_id:
+        raise PermissionError(f"Forbidden: Worker '{auth_id}' is not assigned to job '{target}'")
+    if event["event_type"] == "progress" and task is not None:
+        payload = event["payload"]
+        await state.set_progress(task, payload.get("progress", 0.0), payload.get("message", ""))
+        log.info("task %s progress: %s %s", task.task_id, task.progress, task.progress_message or "")
+    return protocol_json({"status": "event_accepted"})
+
+
+def setup_worker_routes(app: web.Application) -> None:
+    """Add the /_worker routes to ``app``."""
+    app.router.add_post("/_worker/workers/register", register)
+    app.router.add_patch("/_worker/workers/{worker_id}", heartbeat)
+    app.router.add_get("/_worker/workers/{worker_id}/tasks/next", next_task)
+    app.router.add_post("/_worker/tasks/result", task_result)
+    app.router.add_post("/_worker/events", worker_event)

@@ -1,0 +1,195 @@
+"""WorkerConfig: defaults, every variable's error message, booleans, `.env` handling, run()'s exit."""
+
+# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from avtomatika_worker import ConfigError, Worker, WorkerConfig
+from avtomatika_worker.config import load_env_file, sanitise_worker_id
+
+REQUIRED = dict(ORCHESTRATOR_URL="http://localhost:8080", WORKER_TOKEN="s3cret-token")
+ALL_VARS = (
+    "ORCHESTRATOR_URL",
+    "WORKER_TOKEN",
+    "WORKER_ID",
+    "WORKER_ENABLE_WEBSOCKETS",
+    "REDIS_URL",
+    "WORKER_MAX_CONCURRENT_TASKS",
+    "WORKER_HEARTBEAT_INTERVAL",
+    "WORKER_POLL_TIMEOUT",
+    "LOG_LEVEL",
+)
+
+
+@pytest.fixture
+def clean_environ() -> Iterator[None]:
+    """Snapshot os.environ, remove the worker's variables, restore everything afterwards."""
+    saved = dict(os.environ)
+    for name in ALL_VARS:
+        os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def config_with(**overrides: str) -> WorkerConfig:
+    return WorkerConfig.from_env("inventory-checker", dict(REQUIRED, **overrides))
+
+
+def test_defaults_match_the_documented_contract() -> None:
+    config = config_with()
+    assert config.orchestrator_url == "http://localhost:8080"
+    assert config.worker_token == "s3cret-token"
+    assert config.worker_id == sanitise_worker_id(f"inventory-checker-{socket.gethostname()}")
+    assert re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", config.worker_id)
+    assert config.enable_websockets is False
+    assert config.redis_url == "redis://localhost:6379/0"
+    assert config.max_concurrent_tasks == 1
+    assert config.heartbeat_interval == 15.0
+    assert config.poll_timeout == 75.0
+    assert config.log_level == "INFO"
+
+
+def test_every_variable_is_read() -> None:
+    config = config_with(
+        ORCHESTRATOR_URL="https://orch.example.com:8443/",
+        WORKER_ID="inventory-worker-01",
+        WORKER_ENABLE_WEBSOCKETS="yes",
+        REDIS_URL="rediss://user:pw@redis.example.com:6380/2",
+        WORKER_MAX_CONCURRENT_TASKS="4",
+        WORKER_HEARTBEAT_INTERVAL="2.5",
+        WORKER_POLL_TIMEOUT="90",
+        LOG_LEVEL="debug",
+    )
+    assert config.orchestrator_url == "https://orch.example.com:8443"
+    assert config.worker_id == "inventory-worker-01"
+    assert config.enable_websockets is True
+    assert config.redis_url == "rediss://user:pw@redis.example.com:6380/2"
+    assert config.max_concurrent_tasks == 4
+    assert config.heartbeat_interval == 2.5
+    assert config.poll_timeout == 90.0
+    assert config.log_level == "DEBUG"
+
+
+def test_default_worker_id_is_sanitised() -> None:
+    assert sanitise_worker_id("my type-host.example.com") == "my-type-host-example-com"
+    assert sanitise_worker_id("x" * 200) == "x" * 128
+    assert sanitise_worker_id("...") == "worker"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("on", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_websocket_flag_accepts_common_booleans(raw: str, expected: bool) -> None:
+    assert config_with(WORKER_ENABLE_WEBSOCKETS=raw).enable_websockets is expected
+
+
+@pytest.mark.parametrize("name", ["ORCHESTRATOR_URL", "WORKER_TOKEN"])
+def test_missing_required_variable_names_it_with_an_example(name: str) -> None:
+    env = dict(REQUIRED)
+    del env[name]
+    with pytest.raises(ConfigError) as info:
+        WorkerConfig.from_env("inventory-checker", env)
+    message = str(info.value)
+    assert message.startswith(f"{name} is not set")
+    assert f"(e.g. {name}=" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "rule_fragment"),
+    [
+        ("ORCHESTRATOR_URL", "localhost:8080", "http:// or https://"),
+        ("ORCHESTRATOR_URL", "ftp://host", "http:// or https://"),
+        ("WORKER_ID", "bad id!", "^[a-zA-Z0-9_-]"),
+        ("WORKER_ID", "x" * 129, "^[a-zA-Z0-9_-]"),
+        ("WORKER_ENABLE_WEBSOCKETS", "maybe", "true/false/1/0/yes/no/on/off"),
+        ("REDIS_URL", "localhost:6379", "redis://"),
+        ("WORKER_MAX_CONCURRENT_TASKS", "abc", "whole number >= 1"),
+        ("WORKER_MAX_CONCURRENT_TASKS", "0", "whole number >= 1"),
+        ("WORKER_MAX_CONCURRENT_TASKS", "1.5", "whole number >= 1"),
+        ("WORKER_HEARTBEAT_INTERVAL", "0", "> 0 and <= 60"),
+        ("WORKER_HEARTBEAT_INTERVAL", "120", "> 0 and <= 60"),
+        ("WORKER_HEARTBEAT_INTERVAL", "soon", "> 0 and <= 60"),
+        ("WORKER_POLL_TIMEOUT", "-1", "> 0"),
+        ("WORKER_POLL_TIMEOUT", "nan", "> 0"),
+        ("LOG_LEVEL", "LOUD", "DEBUG/INFO/WARNING/ERROR/CRITICAL"),
+    ],
+)
+def test_invalid_value_message_names_variable_value_rule_and_example(
+    name: str, value: str, rule_fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_with(**{name: value})
+    message = str(info.value)
+    assert message.startswith(f"{name}={value!r} is invalid: ")
+    assert rule_fragment in message
+    assert f"(e.g. {name}=" in message
+
+
+def test_invalid_token_message_never_shows_the_token() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_with(WORKER_TOKEN="top secret")
+    message = str(info.value)
+    assert "top secret" not in message
+    assert message.startswith("WORKER_TOKEN=<hidden, 10 characters> is invalid")
+
+
+def test_token_is_not_in_the_config_repr() -> None:
+    assert "s3cret-token" not in repr(config_with())
+
+
+def test_empty_optional_variable_falls_back_to_default() -> None:
+    assert config_with(WORKER_MAX_CONCURRENT_TASKS="").max_concurrent_tasks == 1
+
+
+@pytest.mark.usefixtures("clean_environ")
+def test_dotenv_is_loaded_but_the_real_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "ORCHESTRATOR_URL=http://from-dotenv:8080\nWORKER_TOKEN=dotenv-token\nWORKER_ID=from-dotenv\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    os.environ["WORKER_ID"] = "from-real-env"
+    assert load_env_file() is True
+    config = WorkerConfig.from_env("inventory-checker")
+    assert config.orchestrator_url == "http://from-dotenv:8080"
+    assert config.worker_token == "dotenv-token"
+    assert config.worker_id == "from-real-env"
+
+
+@pytest.mark.usefixtures("clean_environ")
+def test_run_with_bad_config_prints_one_line_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    os.environ["ORCHESTRATOR_URL"] = "http://localhost:8080"
+    with pytest.raises(SystemExit) as info:
+        Worker(worker_type="inventory-checker").run()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "WORKER_TOKEN is not set" in err
+    assert "Traceback" not in err

@@ -1,0 +1,157 @@
+"""Calling handlers and normalising their results into protocol-valid outcomes."""
+
+# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from avtomatika_worker.executor import Outcome, RegisteredHandler, execute, normalise_result
+from avtomatika_worker.typing import PERMANENT_ERROR, TRANSIENT_ERROR
+
+TASK = dict(job_id="job-1", task_id="task-1", type="check", params=dict(items=["apple"]), priority=3)
+
+
+async def run_handler(func: Any, task: dict[str, Any] | None = None) -> Outcome:
+    return await execute(RegisteredHandler.wrap("check", func), task or TASK)
+
+
+async def test_success_result_keeps_status_and_data() -> None:
+    async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return dict(status="success", data=dict(count=len(params["items"])))
+
+    outcome = await run_handler(handler)
+    assert outcome == Outcome(status="success", data=dict(count=1))
+    assert outcome.to_message() == dict(status="success", data=dict(count=1))
+
+
+async def test_missing_status_means_success_and_missing_data_is_omitted() -> None:
+    async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return dict()
+
+    outcome = await run_handler(handler)
+    assert outcome.to_message() == dict(status="success")
+
+
+async def test_custom_status_is_passed_through() -> None:
+    async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return dict(status="out_of_stock", data=dict(missing_item="pear"))
+
+    assert (await run_handler(handler)).to_message() == dict(
+        status="out_of_stock", data=dict(missing_item="pear")
+    )
+
+
+async def test_failure_result_carries_code_and_message() -> None:
+    async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return dict(status="failure", error=dict(code=PERMANENT_ERROR, message="no such warehouse"))
+
+    outcome = await run_handler(handler)
+    assert outcome.error == dict(code=PERMANENT_ERROR, message="no such warehouse")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (None, dict(code=TRANSIENT_ERROR, message="handler reported failure without an error")),
+        ("disk full", dict(code=TRANSIENT_ERROR, message="disk full")),
+        (dict(message="oops"), dict(code=TRANSIENT_ERROR, message="oops")),
+        (dict(code="TIMEOUT_ERROR"), dict(code="TIMEOUT_ERROR", message="handler reported TIMEOUT_ERROR")),
+        (dict(code=42, message=7), dict(code="42", message="7")),
+    ],
+)
+def test_incomplete_failure_errors_are_completed(error: Any, expected: dict[str, str]) -> None:
+    outcome = normalise_result("check", dict(status="failure", error=error))
+    assert outcome.status == "failure"
+    assert outcome.error == expected
+
+
+def test_cancelled_result_drops_unknown_members() -> None:
+    outcome = normalise_result("check", dict(status="cancelled", message="Task was cancelled by user."))
+    assert outcome.to_message() == dict(status="cancelled")
+
+
+async def test_exception_becomes_transient_failure_with_its_message(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("warehouse API timed out")
+
+    with caplog.at_level(logging.ERROR):
+        outcome = await run_handler(handler)
+    assert outcome.to_message() == dict(
+        status="failure", error=dict(code=TRANSIENT_ERROR, message="warehouse API timed out")
+    )
+    assert "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (None, "returned NoneType"),
+        (["a"], "returned list"),
+        (dict(data=[1, 2]), "data of type list, not a JSON object"),
+        (dict(data="text"), "data of type str"),
+        (dict(status=""), "not a non-empty string"),
+        (dict(status=3), "not a non-empty string"),
+        (dict(data=dict(tags={"a"})), "cannot be sent as JSON"),
+    ],
+)
+def test_malformed_return_value_becomes_clear_permanent_failure(value: Any, fragment: str) -> None:
+    outcome = normalise_result("check", value)
+    assert outcome.status == "failure"
+    assert outcome.error is not None
+    assert outcome.error["code"] == PERMANENT_ERROR
+    assert "handler 'check'" in outcome.error["message"]
+    assert fragment in outcome.error["message"]
+
+
+async def test_handler_with_var_kwargs_receives_task_id_job_id_priority() -> None:
+    seen: dict[str, Any] = dict()
+
+    async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        seen.update(kwargs, params=params)
+        return dict()
+
+    await run_handler(handler)
+    assert seen == dict(task_id="task-1", job_id="job-1", priority=3, params=dict(items=["apple"]))
+
+
+async def test_handler_gets_only_the_keyword_arguments_it_declares() -> None:
+    seen: list[str] = []
+
+    async def handler(params: dict[str, Any], task_id: str) -> dict[str, Any]:
+        seen.append(task_id)
+        return dict()
+
+    assert (await run_handler(handler)).status == "success"
+    assert seen == ["task-1"]
+
+
+async def test_missing_params_and_priority_default_to_empty_and_zero() -> None:
+    seen: dict[str, Any] = dict()
+
+    async def handler(params: dict[str, Any], priority: float) -> dict[str, Any]:
+        seen.update(params=params, priority=priority)
+        return dict()
+
+    await run_handler(handler, dict(job_id="j", task_id="t", type="check", deadline=1795871651.679986))
+    assert seen == dict(params=dict(), priority=0)
+
+
+async def test_non_object_params_are_an_invalid_input_failure() -> None:
+    async def handler(params: dict[str, Any]) -> dict[str, Any]:
+        return dict()
+
+    outcome = await run_handler(handler, dict(job_id="j", task_id="t", type="check", params=[1]))
+    assert outcome.error is not None
+    assert outcome.error["code"] == "INVALID_INPUT_ERROR"
+
+
+def test_sync_handler_is_rejected_at_registration() -> None:
+    def handler(params: dict[str, Any]) -> dict[str, Any]:
+        return dict()
+
+    with pytest.raises(TypeError, match="async def"):
+        RegisteredHandler.wrap("check", handler)  # type: ignore[arg-type]

@@ -1,0 +1,117 @@
+"""A real Worker, in-process, against the mock orchestrator: register, poll, run handlers, report."""
+
+# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from avtomatika_worker import Worker, WorkerConfig
+from avtomatika_worker.typing import TRANSIENT_ERROR
+from mock_orchestrator import MockSettings, create_app
+
+WORKER_TOKEN = "roundtrip-worker-token"
+CLIENT_TOKEN = "roundtrip-client-token"
+WORKER_ID = "roundtrip-worker-01"
+WAIT_SECONDS = 10  # the control API's ?wait= blocks until the task is done, up to this long
+
+
+@pytest.fixture
+async def orchestrator_url() -> AsyncIterator[str]:
+    settings = MockSettings(worker_token=WORKER_TOKEN, client_token=CLIENT_TOKEN, poll_hold_seconds=30.0)
+    server = TestServer(create_app(settings), host="127.0.0.1", port=0)
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+async def client(orchestrator_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        base_url=orchestrator_url, headers={"X-Client-Token": CLIENT_TOKEN}
+    ) as session:
+        yield session
+
+
+def build_worker(orchestrator_url: str) -> Worker:
+    config = WorkerConfig(
+        worker_type="inventory-checker",
+        orchestrator_url=orchestrator_url,
+        worker_token=WORKER_TOKEN,
+        worker_id=WORKER_ID,
+        max_concurrent_tasks=2,
+        heartbeat_interval=15.0,
+        poll_timeout=75.0,
+    )
+    worker = Worker(worker_type="inventory-checker", config=config, shutdown_grace=5.0)
+
+    @worker.task("check_inventory")
+    async def check_inventory(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        items = params.get("items", [])
+        if "unavailable_item" in items:
+            return dict(status="out_of_stock", data=dict(missing_item="unavailable_item"))
+        return dict(status="success", data=dict(items_checked=len(items), job_id=kwargs["job_id"]))
+
+    @worker.task("flaky")
+    async def flaky(params: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("warehouse API unreachable")
+
+    return worker
+
+
+async def submit(client: aiohttp.ClientSession, task_type: str, params: dict[str, Any]) -> str:
+    async with client.post("/api/v1/tasks", json=dict(type=task_type, params=params)) as response:
+        assert response.status == 201, await response.text()
+        task_id: str = (await response.json())["task_id"]
+        return task_id
+
+
+async def finished(client: aiohttp.ClientSession, task_id: str) -> dict[str, Any]:
+    async with client.get(f"/api/v1/tasks/{task_id}", params=dict(wait=str(WAIT_SECONDS))) as response:
+        assert response.status == 200, await response.text()
+        view: dict[str, Any] = await response.json()
+    assert view["status"] not in ("queued", "running"), f"task not done within {WAIT_SECONDS} s: {view}"
+    return view
+
+
+async def test_worker_registers_and_completes_tasks_end_to_end(
+    orchestrator_url: str, client: aiohttp.ClientSession
+) -> None:
+    async with build_worker(orchestrator_url):
+        async with client.get("/api/v1/workers") as response:
+            workers = (await response.json())["workers"]
+        assert [w["worker_id"] for w in workers] == [WORKER_ID]
+        assert workers[0]["worker_type"] == "inventory-checker"
+        assert workers[0]["status"] == "idle"
+        assert sorted(workers[0]["skills"]) == ["check_inventory", "flaky"]
+
+        ok_id = await submit(client, "check_inventory", dict(items=["apple", "pear"]))
+        custom_id = await submit(client, "check_inventory", dict(items=["unavailable_item"]))
+        flaky_id = await submit(client, "flaky", dict())
+
+        ok = await finished(client, ok_id)
+        custom = await finished(client, custom_id)
+        failed = await finished(client, flaky_id)
+
+    assert ok["status"] == "success"
+    assert ok["data"] == dict(items_checked=2, job_id=ok["job_id"])
+    assert ok["worker_id"] == WORKER_ID
+    assert custom["status"] == "out_of_stock"
+    assert custom["data"] == dict(missing_item="unavailable_item")
+    assert failed["status"] == "failure"
+    assert failed["error"] == dict(code=TRANSIENT_ERROR, message="warehouse API unreachable")
+
+
+async def test_task_queued_before_the_worker_started_is_picked_up(
+    orchestrator_url: str, client: aiohttp.ClientSession
+) -> None:
+    task_id = await submit(client, "check_inventory", dict(items=["apple"]))
+    async with build_worker(orchestrator_url):
+        done = await finished(client, task_id)
+    assert done["status"] == "success"
+    assert done["data"]["items_checked"] == 1

@@ -1,0 +1,287 @@
+"""The Worker's protocol behaviour against a small scripted orchestrator (registration, heartbeats,
+polling, results, retries, concurrency). The full round trip against mock_orchestrator is in
+test_sdk_roundtrip.py."""
+
+# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from avtomatika_worker import RegistrationError, Worker, WorkerConfig
+from avtomatika_worker.signing import sign
+
+TOKEN = "fake-worker-token"
+WORKER_ID = "fake-worker-01"
+Reply = tuple[int, Any]  # (HTTP status, JSON body); body None with 200 means the literal null
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `predicate()` holds, failing after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class FakeOrchestrator:
+    """Records every request, checks signatures, and answers from per-endpoint scripts."""
+
+    poll_hold: float = 5.0
+    requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+    register_replies: list[Reply] = field(default_factory=list)
+    heartbeat_replies: list[Reply] = field(default_factory=list)
+    ttl_replies: list[Reply] = field(default_factory=list)
+    result_replies: list[Reply] = field(default_factory=list)
+    tasks: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    results: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    bad_signatures: int = 0
+
+    def bodies(self, method: str, path_end: str) -> list[Any]:
+        return [b for m, p, _, b in self.requests if m == method and p.endswith(path_end)]
+
+    async def _record(self, request: web.Request) -> Any:
+        body = await request.json() if request.can_read_body else None
+        self.requests.append((request.method, request.path, dict(request.headers), body))
+        if isinstance(body, dict) and body.get("security", dict()).get("signature") != sign(body, TOKEN):
+            self.bad_signatures += 1
+        return body
+
+    @staticmethod
+    def _reply(script: list[Reply], default: Any) -> web.Response:
+        status, body = script.pop(0) if script else (200, default)
+        return web.json_response(body, status=status)
+
+    async def register(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return self._reply(self.register_replies, dict(status="registered", version="1.0b17"))
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        if not await self._record(request):
+            return self._reply(self.ttl_replies, dict(status="ttl_refreshed"))
+        return self._reply(self.heartbeat_replies, dict(status="ok"))
+
+    async def next_task(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        try:
+            task = await asyncio.wait_for(self.tasks.get(), self.poll_hold)
+        except TimeoutError:
+            return web.Response(status=204)
+        return web.json_response(task)
+
+    async def result(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        await self.results.put(body)
+        return self._reply(self.result_replies, dict(status="accepted", transition="success_transition"))
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/_worker/workers/register", self.register)
+        app.router.add_patch("/_worker/workers/{worker_id}", self.heartbeat)
+        app.router.add_get("/_worker/workers/{worker_id}/tasks/next", self.next_task)
+        app.router.add_post("/_worker/tasks/result", self.result)
+        return app
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeOrchestrator, str]]:
+    orchestrator = FakeOrchestrator()
+    server = TestServer(orchestrator.app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    yield orchestrator, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+def make_worker(
+    url: str, sleep: Callable[[float], Awaitable[None]] | None = None, **overrides: Any
+) -> Worker:
+    settings: dict[str, Any] = dict(
+        worker_type="inventory-checker",
+        orchestrator_url=url,
+        worker_token=TOKEN,
+        worker_id=WORKER_ID,
+        heartbeat_interval=30.0,
+        poll_timeout=10.0,
+    )
+    settings.update(overrides)
+    kwargs: dict[str, Any] = dict(config=WorkerConfig(**settings), shutdown_grace=5.0)
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    worker = Worker(worker_type="inventory-checker", **kwargs)
+
+    @worker.task("check_inventory")
+    async def check(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return dict(data=dict(items=len(params.get("items", []))))
+
+    return worker
+
+
+def task(n: int, task_type: str = "check_inventory", **extra: Any) -> dict[str, Any]:
+    return dict(job_id=f"job-{n}", task_id=f"task-{n}", type=task_type, params=dict(items=["a"]), **extra)
+
+
+async def test_registers_signed_with_skills_then_heartbeats_idle(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    async with make_worker(url, enable_websockets=True):
+        pass
+    method, path, headers, body = orchestrator.requests[0]
+    assert (method, path) == ("POST", "/_worker/workers/register")
+    assert headers["X-Worker-Token"] == TOKEN
+    assert headers["X-Worker-ID"] == WORKER_ID
+    assert headers["X-RXON-Version"] == "1.0b17"
+    assert "zstd" not in headers.get("Accept-Encoding", "")
+    assert body["worker_id"] == WORKER_ID
+    assert body["worker_type"] == "inventory-checker"
+    assert body["supported_skills"] == [dict(name="check_inventory", type="check_inventory")]
+    assert body["available_skills"] == ["check_inventory"]
+    assert isinstance(body["timestamp"], int)
+    assert body["security"]["signer_id"] == WORKER_ID
+    heartbeat = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")[1]
+    assert heartbeat["status"] == "idle"
+    assert heartbeat["current_tasks"] == []
+    assert heartbeat["capabilities"] == dict(websockets=True)
+    assert orchestrator.bad_signatures == 0
+
+
+async def test_empty_heartbeat_answered_null_triggers_reregistration(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    orchestrator.ttl_replies.append((200, None))  # what 1.0b30 answers once the record has expired
+    async with make_worker(url):
+        assert len(orchestrator.bodies("POST", "/workers/register")) == 2
+        patches = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")
+        assert patches[0] is None  # the unsigned, empty-body liveness probe
+        assert [p["status"] for p in patches[1:]] == ["idle"]
+
+
+async def test_null_reply_to_a_signed_heartbeat_also_triggers_reregistration(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    orchestrator.heartbeat_replies.append((200, None))
+    async with make_worker(url):
+        assert len(orchestrator.bodies("POST", "/workers/register")) == 2
+
+
+async def test_transient_errors_are_retried_with_bounded_delay(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    orchestrator.register_replies += [(503, dict(error="busy")), (429, dict(error="Too Many Requests"))]
+    delays: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    async with make_worker(url, sleep=no_sleep):
+        pass
+    registrations = orchestrator.bodies("POST", "/workers/register")
+    assert len(registrations) == 3
+    assert delays == [1.0, 2.0]
+    assert len({r["nonce"] for r in registrations}) == 3  # re-sealed on every attempt
+
+
+async def test_rejected_registration_raises_with_the_orchestrator_error(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    orchestrator.register_replies.append((403, dict(error="Unauthorized: No valid token found")))
+    worker = make_worker(url)
+    with pytest.raises(RegistrationError, match=r"No valid token found.*check WORKER_TOKEN"):
+        await worker.start()
+    await worker.stop()
+
+
+async def test_task_result_is_signed_and_complete(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    async with make_worker(url):
+        await orchestrator.tasks.put(task(1, deadline=1795871651.679986, sig="abc", step=1))
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+    assert result["job_id"] == "job-1"
+    assert result["task_id"] == "task-1"
+    assert result["worker_id"] == WORKER_ID
+    assert result["status"] == "success"
+    assert result["data"] == dict(items=1)
+    assert "error" not in result
+    assert orchestrator.bad_signatures == 0
+
+
+async def test_unknown_task_type_is_a_permanent_failure(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    async with make_worker(url):
+        await orchestrator.tasks.put(task(1, task_type="paint_fence"))
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+    assert result["status"] == "failure"
+    assert result["error"]["code"] == "PERMANENT_ERROR"
+    assert "no handler for task type 'paint_fence'" in result["error"]["message"]
+
+
+async def test_rejected_result_is_logged_with_the_orchestrator_error(
+    fake: tuple[FakeOrchestrator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator, url = fake
+    orchestrator.result_replies.append((400, dict(error="Invalid TaskResult payload: bad data")))
+    with caplog.at_level(logging.ERROR, logger="avtomatika_worker"):
+        async with make_worker(url):
+            await orchestrator.tasks.put(task(1))
+            await asyncio.wait_for(orchestrator.results.get(), 5)
+            await eventually(lambda: "Invalid TaskResult payload: bad data" in caplog.text)
+    assert "HTTP 400" in caplog.text
+
+
+async def test_client_poll_timeout_counts_as_an_empty_poll(
+    fake: tuple[FakeOrchestrator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator, url = fake
+    orchestrator.poll_hold = 30.0  # the server holds longer than the worker's client timeout
+    with caplog.at_level(logging.WARNING, logger="avtomatika_worker"):
+        async with make_worker(url, poll_timeout=0.2):
+            await eventually(lambda: len(orchestrator.bodies("GET", "/tasks/next")) >= 3)
+    assert caplog.records == []
+
+
+async def test_runs_up_to_max_concurrent_tasks_at_once(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url, max_concurrent_tasks=2)
+    running: set[str] = set()
+    peak = 0
+    release = asyncio.Event()
+
+    @worker.task("slow")
+    async def slow(params: dict[str, Any], task_id: str) -> dict[str, Any]:
+        nonlocal peak
+        running.add(task_id)
+        peak = max(peak, len(running))
+        await release.wait()
+        running.discard(task_id)
+        return dict()
+
+    async with worker:
+        for n in range(3):
+            await orchestrator.tasks.put(task(n, task_type="slow"))
+        await eventually(lambda: len(running) == 2)
+        assert orchestrator.tasks.qsize() == 1  # no poll while both slots are taken
+        heartbeat = await worker_heartbeat(worker, orchestrator)
+        assert heartbeat["status"] == "busy"
+        assert sorted(heartbeat["current_tasks"]) == ["job-0", "job-1"]
+        release.set()
+        results = [await asyncio.wait_for(orchestrator.results.get(), 5) for _ in range(3)]
+    assert peak == 2
+    assert sorted(r["task_id"] for r in results) == ["task-0", "task-1", "task-2"]
+
+
+async def worker_heartbeat(worker: Worker, orchestrator: FakeOrchestrator) -> dict[str, Any]:
+    """Trigger one heartbeat now and return the body the orchestrator received."""
+    await worker._heartbeat_once()
+    body: dict[str, Any] = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")[-1]
+    return body
