@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ORCHESTRATOR_DIR = REPO_ROOT / "real_orchestrator"
+# The generated project's own copy (copied verbatim), so the template and its users run the same code.
+ORCHESTRATOR_DIR = REPO_ROOT / "{{cookiecutter.worker_name}}" / "orchestrator"
 ORCHESTRATOR_REQUIREMENTS = ORCHESTRATOR_DIR / "requirements.txt"
 
 

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from .control_api import parse_submission, setup_control_routes
+from .dashboard import setup_dashboard_routes
 from .settings import MockSettings
 from .state import STATE_KEY, MockState
 from .worker_api import PROTOCOL_VERSION, VERSION_HEADER, setup_worker_routes
@@ -81,6 +82,7 @@ def create_app(settings: MockSettings) -> web.Application:
     app.router.add_get("/_public/status", public_status)
     setup_worker_routes(app)
     setup_control_routes(app)
+    setup_dashboard_routes(app)
     app.on_startup.append(_queue_demo_task)
     app.on_shutdown.append(_release_long_polls)
     return app
