@@ -31,6 +31,7 @@ def read_options() -> dict[str, object]:
     options: dict[str, object] = json.loads(
         r'''{{ {
             "github_actions": cookiecutter.github_actions,
+            "pre_commit": cookiecutter.pre_commit,
         } | tojson }}'''
     )
     # fmt: on
@@ -73,6 +74,8 @@ def write_env(project: Path) -> None:
 def remove_disabled(project: Path, options: dict[str, object]) -> None:
     if options["github_actions"] is not True:
         shutil.rmtree(project / ".github", ignore_errors=True)
+    if options["pre_commit"] is not True:
+        (project / ".pre-commit-config.yaml").unlink(missing_ok=True)
 
 
 def remove_caches(project: Path) -> None:

@@ -29,6 +29,7 @@ def read_answers() -> dict[str, object]:
             "python_version": cookiecutter.python_version,
             "websocket_cancellation": cookiecutter.websocket_cancellation,
             "github_actions": cookiecutter.github_actions,
+            "pre_commit": cookiecutter.pre_commit,
         } | tojson }}'''
     )
     # fmt: on
@@ -96,6 +97,11 @@ RULES: dict[str, Rule] = {
         is_bool,
         "answer a boolean (true/false, yes/no, 1/0, on/off)",
         "false",
+    ),
+    "pre_commit": Rule(
+        is_bool,
+        "answer a boolean (true/false, yes/no, 1/0, on/off)",
+        "true",
     ),
 }
 

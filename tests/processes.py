@@ -94,12 +94,13 @@ def orchestrator_python() -> Path:
     python = venv / "bin" / "python"
     if python.exists():
         return python
-    created = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATOR_REQUIREMENTS)],
-        capture_output=True,
-        text=True,
-    ) if created.returncode == 0 else created
+    created = subprocess.run(
+        [sys.executable, "-m", "venv", str(venv)], check=False, capture_output=True, text=True
+    )
+    install = created
+    if created.returncode == 0:
+        pip = [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATOR_REQUIREMENTS)]
+        install = subprocess.run(pip, check=False, capture_output=True, text=True)
     if install.returncode != 0:
         shutil.rmtree(venv, ignore_errors=True)
         skip_or_fail(f"could not install the real orchestrator into {venv}: {install.stderr[-2000:]}")
@@ -107,7 +108,9 @@ def orchestrator_python() -> Path:
 
 
 @contextmanager
-def logged_process(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+def logged_process(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a process with its output in `log`; stop it (SIGTERM, then SIGKILL) on exit."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)

@@ -33,6 +33,7 @@ EXAMPLES = {
     "python_version": "3.12",
     "websocket_cancellation": "true",
     "github_actions": "false",
+    "pre_commit": "true",
 }
 INVALID_TEXT_ANSWERS = [
     ("worker_name", "My Worker", NAME_RULE),
@@ -150,7 +151,7 @@ def test_unsupported_python_version_reaching_the_hook_is_rejected(
 
 
 @pytest.mark.parametrize("value", ["maybe", "true", 1, None, [True]])
-@pytest.mark.parametrize("name", ["websocket_cancellation", "github_actions"])
+@pytest.mark.parametrize("name", ["websocket_cancellation", "github_actions", "pre_commit"])
 def test_non_boolean_answer_reaching_the_hook_is_rejected(
     sandbox: Sandbox,
     tmp_path: Path,
@@ -194,12 +195,13 @@ def test_boolean_text_cookiecutter_cannot_convert_is_refused_before_generation(
 def test_boolean_answers_given_as_text_are_accepted(
     cli: Cli, tmp_path: Path, text: str, expected: bool
 ) -> None:
-    result = cli(f"websocket_cancellation={text}", f"github_actions={text}")
+    result = cli(f"websocket_cancellation={text}", f"github_actions={text}", f"pre_commit={text}")
     assert result.returncode == 0, result.stderr
     project = tmp_path / "out" / EXAMPLES["worker_name"]
     env = read_env_file(project / ".env")
     assert env["WORKER_ENABLE_WEBSOCKETS"] == ("true" if expected else "false")
     assert (project / ".github").exists() is expected
+    assert (project / ".pre-commit-config.yaml").exists() is expected
 
 
 @pytest.mark.parametrize("hook", ["pre_gen_project", "post_gen_project"])

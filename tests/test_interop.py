@@ -1,85 +1,33 @@
-"""Interop: a baked worker completes jobs against the REAL orchestrator (avtomatika, pinned) on real Redis."""
+"""Interop: a baked worker against the REAL orchestrator (avtomatika, pinned) on real Redis, WebSockets off."""
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import bake_in, make_sandbox
-from processes import (
-    ORCHESTRATOR_DIR,
-    answers,
-    free_port,
-    http_json,
-    logged_process,
-    orchestrator_python,
-    redis_server,
-    wait_for,
-)
+from interop.real import SCENARIO_WORKER, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
+from processes import wait_for
 
 pytestmark = pytest.mark.interop
 
-WORKER_TOKEN = "interop-worker-token"
-CLIENT_TOKEN = "interop-client-token"
-TERMINAL = {"finished", "failed", "error", "quarantined", "cancelled"}
-
-
-@dataclass
-class Orchestrator:
-    """The client API of a running real orchestrator."""
-
-    base_url: str
-    redis_url: str
-    log: Path
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        return http_json(method, self.base_url + path, body, {"X-Client-Token": CLIENT_TOKEN})
-
-    def worker_ids(self) -> list[str]:
-        workers = self.api("GET", "/api/v1/workers")
-        return [w.get("worker_id") for w in workers] if isinstance(workers, list) else []
-
-    def run_job(self, blueprint: str, initial_data: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
-        job_id = self.api("POST", f"/api/v1/jobs/{blueprint}", {"initial_data": initial_data})["job_id"]
-        job: dict[str, Any] = {}
-
-        def terminal() -> bool:
-            job.update(self.api("GET", f"/api/v1/jobs/{job_id}"))
-            return job.get("status") in TERMINAL
-
-        wait_for(terminal, timeout, f"job {job_id} ({blueprint}) to end; last seen {job}")
-        return job
+# Long-running jobs get a result_timeout: without one, avtomatika 1.0b30's watcher compares a monotonic
+# deadline with wall-clock time and re-dispatches every task still running at its next tick (~20 s).
+# The sample blueprints set result_timeout_seconds on their steps for the same reason.
+LONG_JOB = {"result_timeout": 300}
+# A 1 s watcher tick makes that bug bite within a second, so any job step the workaround misses shows up.
+WATCHER_TICK = {"WATCHER_INTERVAL_SECONDS": "1"}
 
 
 @pytest.fixture(scope="module")
-def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
-    python = orchestrator_python()
-    logs = tmp_path_factory.mktemp("orchestrator")
-    port = free_port()
-    with redis_server() as redis_url:
-        env = {
-            **os.environ,
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(port),
-            "REDIS_URL": redis_url,
-            "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
-            "CLIENT_TOKEN": CLIENT_TOKEN,
-            "RATE_LIMITING_ENABLED": "false",
-            "DETAILED_API_RESPONSES": "true",
-            "LOG_LEVEL": "INFO",
-        }
-        log = logs / "orchestrator.log"
-        with logged_process([str(python), "app.py"], env, log, ORCHESTRATOR_DIR) as proc:
-            base_url = f"http://127.0.0.1:{port}"
-            wait_for(lambda: proc.poll() is not None or answers(base_url + "/_public/status"), 60, "the orchestrator")
-            assert proc.poll() is None, log.read_text()[-3000:]
-            yield Orchestrator(base_url, redis_url, log)
+def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrchestrator]:
+    with real_orchestrator(tmp_path_factory.mktemp("orchestrator"), env=WATCHER_TICK) as orch:
+        yield orch
 
 
 @pytest.fixture(scope="module")
@@ -89,36 +37,97 @@ def baked_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def worker(orchestrator: Orchestrator, baked_project: Path) -> Iterator[str]:
-    worker_id = f"interop-worker-{os.getpid()}"
-    env = {
-        **os.environ,
-        "ORCHESTRATOR_URL": orchestrator.base_url,
-        "WORKER_TOKEN": WORKER_TOKEN,
-        "WORKER_ID": worker_id,
-        "REDIS_URL": orchestrator.redis_url,
-        "WORKER_ENABLE_WEBSOCKETS": "false",
-    }
-    log = baked_project.parent / "worker.log"
-    with logged_process([sys.executable, "my_worker.py"], env, log, baked_project) as proc:
-        wait_for(
-            lambda: proc.poll() is not None or worker_id in orchestrator.worker_ids(), 30, "the worker to register"
-        )
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield worker_id
-        assert proc.poll() is None, "the worker died:\n" + log.read_text()[-3000:]
+def worker(orchestrator: RealOrchestrator, baked_project: Path) -> Iterator[RunningWorker]:
+    with baked_worker(
+        orchestrator, baked_project, f"interop-{os.getpid()}", script=SCENARIO_WORKER
+    ) as running:
+        yield running
 
 
-def test_check_inventory_job_finishes_with_the_workers_data(orchestrator: Orchestrator, worker: str) -> None:
+def events(state_file: Path) -> list[dict[str, Any]]:
+    """The JSON lines a scenario handler recorded."""
+    if not state_file.exists():
+        return []
+    return [json.loads(line) for line in state_file.read_text().splitlines()]
+
+
+def test_check_inventory_job_finishes_with_the_workers_data(
+    orchestrator: RealOrchestrator, worker: RunningWorker
+) -> None:
     job = orchestrator.run_job("inventory", {"items": ["apple", "pear"]})
     assert job["status"] == "finished", job
     assert job["state_history"]["in_stock"] == {"apple": 12, "pear": 5}
     assert job["state_history"]["items_checked"] == 2
 
 
-def test_out_of_stock_status_follows_its_transition(orchestrator: Orchestrator, worker: str) -> None:
+def test_out_of_stock_status_follows_its_transition(
+    orchestrator: RealOrchestrator, worker: RunningWorker
+) -> None:
     job = orchestrator.run_job("inventory", {"items": ["plum"]})
     # Only an end state named `finished` yields status `finished` in 1.0b30 (protocol.md §9).
     assert job["current_state"] == "out_of_stock", job
     assert job["status"] == "failed", job
     assert job["state_history"]["missing_items"] == ["plum"]
+
+
+@pytest.mark.parametrize("skill", ["flaky_exception", "flaky_transient"])
+def test_failed_attempts_are_retried_by_the_orchestrator_until_the_job_finishes(
+    orchestrator: RealOrchestrator, worker: RunningWorker, tmp_path: Path, skill: str
+) -> None:
+    state_file = tmp_path / "attempts.jsonl"
+    job = orchestrator.run_job(
+        "scenario", {"skill": skill, "params": {"fail_times": 2, "state_file": str(state_file)}}
+    )
+    assert job["status"] == "finished", (job, worker.tail())
+    assert job["retry_count"] == 2, job
+    assert job["state_history"]["attempts"] == 3, job
+    task_ids = [event["task_id"] for event in events(state_file)]
+    assert len(set(task_ids)) == 3, f"each retry is a new task id: {task_ids}"
+    assert worker.alive(), worker.tail()
+    assert worker.worker_id in orchestrator.workers()
+    # ... and the worker still takes work.
+    assert orchestrator.run_job("inventory", {"items": ["apple"]})["status"] == "finished"
+
+
+def test_job_with_result_timeout_delivers_a_float_deadline_and_finishes(
+    orchestrator: RealOrchestrator, worker: RunningWorker
+) -> None:
+    job = orchestrator.run_job("scenario", {"skill": "report_deadline"}, **LONG_JOB)
+    assert job["status"] == "finished", (job, worker.tail())
+    assert job["state_history"]["deadline_type"] == "float", job
+    assert job["state_history"]["deadline_seen"] > 0
+
+
+def test_sample_long_task_outlives_watcher_ticks_without_being_redelivered(
+    orchestrator: RealOrchestrator, worker: RunningWorker
+) -> None:
+    job = orchestrator.run_job("long_task", {"steps": 15, "step_seconds": 0.2})
+    assert job["status"] == "finished", (job, worker.tail())
+    assert job["retry_count"] == 0, job
+    assert job["state_history"]["completed_steps"] == 15
+
+
+def test_redis_cancel_flag_reaches_the_handler_and_the_job_stays_cancelled(
+    orchestrator: RealOrchestrator, worker: RunningWorker, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "cancel.jsonl"
+    params = {"state_file": str(state_file), "check_redis": True}
+    job_id = orchestrator.create_job("scenario", {"skill": "wait_for_cancel", "params": params}, **LONG_JOB)
+    wait_for(lambda: bool(events(state_file)), 30, "the handler to start")
+    task_id = events(state_file)[0]["task_id"]
+    assert orchestrator.cancel(job_id) == {"status": "cancellation_request_accepted"}
+    wait_for(lambda: events(state_file)[-1]["event"] != "started", 30, "the handler to see the cancellation")
+    assert events(state_file)[-1] == {"event": "redis_flag", "task_id": task_id}
+    orchestrator.wait_log(f"Task {task_id} for job {job_id} was cancelled by worker", "the cancelled result")
+    assert orchestrator.job(job_id)["status"] == "cancelled"
+
+
+def test_skeleton_long_running_task_stops_on_the_redis_flag_and_stays_cancelled(
+    orchestrator: RealOrchestrator, worker: RunningWorker
+) -> None:
+    job_id = orchestrator.create_job("long_task", {"steps": 600, "step_seconds": 0.1})
+    job = orchestrator.wait_job(job_id, lambda j: "task_picked_up_at" in j, "the worker to pick the task up")
+    assert orchestrator.cancel(job_id) == {"status": "cancellation_request_accepted"}
+    task_id = job["current_task_id"]
+    orchestrator.wait_log(f"Task {task_id} for job {job_id} was cancelled by worker", "the cancelled result")
+    assert orchestrator.job(job_id)["status"] == "cancelled"

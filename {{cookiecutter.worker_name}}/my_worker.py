@@ -1,6 +1,7 @@
 """{{ cookiecutter.worker_name }}: the task handlers of this worker. Edit them; the SDK does the rest."""
 {% raw %}
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from avtomatika_worker import Worker
@@ -34,14 +35,17 @@ async def check_inventory(params: dict[str, Any], **kwargs: Any) -> dict[str, An
 
 
 @worker.task("long_running_task")
-async def long_running_task(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Work through ``steps`` slow steps, stopping early when the job is cancelled."""
-    task_id = kwargs["task_id"]
+async def long_running_task(
+    params: dict[str, Any], task_id: str, send_progress: Callable[..., Awaitable[None]]
+) -> dict[str, Any]:
+    """Work through ``steps`` slow steps, reporting progress and stopping early when cancelled."""
     steps = int(params.get("steps", 10))
     step_seconds = float(params.get("step_seconds", 1.0))
     for done in range(steps):
+        # The Redis flag; a WebSocket cancel interrupts the sleep below instead (asyncio.CancelledError).
         if await worker.check_for_cancellation(task_id):
             return {"status": "cancelled", "data": {"completed_steps": done}}
+        await send_progress(done / steps, f"step {done + 1} of {steps}")
         await asyncio.sleep(step_seconds)  # stands in for one unit of real work
     return {"status": "success", "data": {"completed_steps": steps}}
 

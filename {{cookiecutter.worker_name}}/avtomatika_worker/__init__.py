@@ -1,27 +1,37 @@
-"""Vendored Avtomatika worker SDK: `Worker`, `@worker.task(name)`, `worker.run()`."""
+"""Vendored Avtomatika worker SDK: `Worker`, `@worker.task(name)` / `@worker.skill(name)`, `worker.run()`."""
 
 from __future__ import annotations
 
 from .config import WorkerConfig
 from .errors import (
     ConfigError,
+    InvalidInputError,
     OrchestratorRejectedError,
     OrchestratorUnavailableError,
+    PermanentError,
     ProtocolError,
     RegistrationError,
+    TaskFailure,
+    TransientError,
     TransportError,
     WorkerError,
 )
+from .retry import Backoff
 from .worker import Worker
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "Backoff",
     "ConfigError",
+    "InvalidInputError",
     "OrchestratorRejectedError",
     "OrchestratorUnavailableError",
+    "PermanentError",
     "ProtocolError",
     "RegistrationError",
+    "TaskFailure",
+    "TransientError",
     "TransportError",
     "Worker",
     "WorkerConfig",

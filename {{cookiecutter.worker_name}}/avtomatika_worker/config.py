@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ WORKER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 # The orchestrator forgets a worker 120 s after its last heartbeat; stay well inside that.
 _MAX_HEARTBEAT_INTERVAL = 60.0
 
@@ -83,6 +85,26 @@ def _parse_positive_float(value: str) -> float:
     return number
 
 
+def _parse_non_negative_float(value: str) -> float:
+    number = float(value.strip())
+    if not 0 <= number < float("inf"):
+        raise ValueError(value)
+    return number
+
+
+def _parse_path(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(value)
+    return str(Path(value.strip()).expanduser())
+
+
+def _parse_log_format(value: str) -> str:
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ValueError(value)
+    return fmt
+
+
 def _parse_redis_url(value: str) -> str:
     if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ValueError(value)
@@ -122,7 +144,28 @@ _RULES: dict[str, _Rule] = {
         "must be a number of seconds > 0, above the orchestrator's poll hold (30-59 s)", "75"
     ),
     "LOG_LEVEL": _Rule("must be one of " + "/".join(_LOG_LEVELS), "INFO"),
+    "WORKER_SHUTDOWN_TIMEOUT": _Rule("must be a number of seconds >= 0", "30"),
+    "WORKER_SPOOL_DIR": _Rule("must be a directory path", "/var/lib/worker/spool"),
+    "WORKER_LOG_FORMAT": _Rule("must be one of " + "/".join(LOG_FORMATS), "json"),
+    "WORKER_HEALTH_FILE": _Rule("must be a file path", "/tmp/avtomatika-worker.health"),
+    "WORKER_CANCEL_CHECK_INTERVAL": _Rule("must be a number of seconds > 0", "0.5"),
+    "ORCHESTRATOR_SECRET_KEY": _Rule(
+        "must be the orchestrator's ORCHESTRATOR_SECRET_KEY, without whitespace", "your-orchestrator-secret"
+    ),
 }
+
+
+def default_spool_dir(worker_id: str) -> str:
+    """`<tempdir>/avtomatika-worker/<worker_id>`: where undelivered results wait by default."""
+    return str(Path(tempfile.gettempdir()) / "avtomatika-worker" / worker_id)
+
+
+def default_health_file() -> str:
+    """`<tempdir>/avtomatika-worker.health`: the liveness file read by `python -m avtomatika_worker.health`."""
+    return str(Path(tempfile.gettempdir()) / "avtomatika-worker.health")
+
+
+_SECRETS = frozenset({"WORKER_TOKEN", "ORCHESTRATOR_SECRET_KEY"})
 
 
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
@@ -133,7 +176,7 @@ def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default:
         return parse(raw)
     except ValueError:
         rule = _RULES[name]
-        raise _invalid(name, raw, rule.rule, rule.example) from None
+        raise _invalid(name, raw, rule.rule, rule.example, secret=name in _SECRETS) from None
 
 
 def _read_required(env: Mapping[str, str], name: str, parse: Callable[[str], str]) -> str:
@@ -167,6 +210,23 @@ class WorkerConfig:
     heartbeat_interval: float = 15.0
     poll_timeout: float = 75.0
     log_level: str = "INFO"
+    shutdown_timeout: float = 30.0
+    # Empty means the documented default under the system temp dir (see `spool_path`/`health_path`).
+    spool_dir: str = ""
+    log_format: str = "text"
+    health_file: str = ""
+    cancel_check_interval: float = 0.5
+    orchestrator_secret_key: str | None = field(default=None, repr=False)
+
+    @property
+    def spool_path(self) -> Path:
+        """The directory of the durable result spool."""
+        return Path(self.spool_dir or default_spool_dir(self.worker_id))
+
+    @property
+    def health_path(self) -> Path:
+        """The liveness file."""
+        return Path(self.health_file or default_health_file())
 
     @classmethod
     def from_env(cls, worker_type: str, environ: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -184,4 +244,10 @@ class WorkerConfig:
             heartbeat_interval=_read(env, "WORKER_HEARTBEAT_INTERVAL", _parse_heartbeat, 15.0),
             poll_timeout=_read(env, "WORKER_POLL_TIMEOUT", _parse_positive_float, 75.0),
             log_level=_read(env, "LOG_LEVEL", _parse_log_level, "INFO"),
+            shutdown_timeout=_read(env, "WORKER_SHUTDOWN_TIMEOUT", _parse_non_negative_float, 30.0),
+            spool_dir=_read(env, "WORKER_SPOOL_DIR", _parse_path, ""),
+            log_format=_read(env, "WORKER_LOG_FORMAT", _parse_log_format, "text"),
+            health_file=_read(env, "WORKER_HEALTH_FILE", _parse_path, ""),
+            cancel_check_interval=_read(env, "WORKER_CANCEL_CHECK_INTERVAL", _parse_positive_float, 0.5),
+            orchestrator_secret_key=_read(env, "ORCHESTRATOR_SECRET_KEY", _parse_token, None),
         )

@@ -1,4 +1,5 @@
-"""The SDK's exception tree; transport.py is the only place that maps HTTP/aiohttp errors onto it."""
+"""The SDK's exception tree (transport.py alone maps HTTP/aiohttp errors onto it) and the exceptions
+handlers raise to fail a task with a specific error code."""
 
 from __future__ import annotations
 
@@ -38,3 +39,32 @@ class ProtocolError(TransportError):
 
 class RegistrationError(WorkerError):
     """The orchestrator refused to register this worker."""
+
+
+class TaskFailure(Exception):
+    """Raise from a handler to fail the task with `code`; subclasses pick the code."""
+
+    code = "TRANSIENT_ERROR"
+
+    def __init__(self, message: str, *, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class TransientError(TaskFailure):
+    """A failure worth retrying: the orchestrator re-dispatches the task (up to 3 times)."""
+
+    code = "TRANSIENT_ERROR"
+
+
+class PermanentError(TaskFailure):
+    """A failure a retry cannot fix: the orchestrator quarantines the job."""
+
+    code = "PERMANENT_ERROR"
+
+
+class InvalidInputError(TaskFailure):
+    """The task's params are wrong: the orchestrator fails the job."""
+
+    code = "INVALID_INPUT_ERROR"

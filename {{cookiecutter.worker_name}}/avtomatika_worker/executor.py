@@ -4,7 +4,9 @@ Result rules (documented for users in the generated README):
 * a dict with `status` (default `success`) and an optional `data` object;
 * `{"status": "failure", "error": {"code": ..., "message": ...} }`; a missing code becomes TRANSIENT_ERROR
   (what the orchestrator assumes anyway), a plain-string error becomes its message;
-* an exception raised by the handler becomes a TRANSIENT_ERROR failure (the orchestrator retries);
+* `PermanentError`, `InvalidInputError`, `TransientError` (errors.py) become failures with their code;
+* any other exception raised by the handler becomes a TRANSIENT_ERROR failure (the orchestrator
+  retries), with the exception's message;
 * a malformed return value (not a dict, `data` not a JSON object, unserialisable data, empty status)
   is a bug in the handler that a retry cannot fix, so it becomes a PERMANENT_ERROR failure with a
   message saying exactly what was wrong, instead of a 400 from the orchestrator and a stuck job.
@@ -18,14 +20,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import TaskFailure
 from .signing import canonical_json
 from .typing import CANCELLED, FAILURE, INVALID_INPUT_ERROR, PERMANENT_ERROR, SUCCESS, TRANSIENT_ERROR
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
+SendProgress = Callable[..., Awaitable[None]]  # (fraction: float, message: str = "") -> None
 
-TASK_KWARGS = ("task_id", "job_id", "priority")
+TASK_KWARGS = ("task_id", "job_id", "priority", "deadline", "send_progress")
 _EXPECTED_SHAPE = "{'status': 'success', 'data': {...} }"
 
 
@@ -47,9 +51,19 @@ class Outcome:
         return message
 
 
-def failure(code: str, message: str) -> Outcome:
+def failure(code: str, message: str, details: dict[str, Any] | None = None) -> Outcome:
     """Build a failure outcome."""
-    return Outcome(status=FAILURE, error={"code": code, "message": message})
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None and _json_problem(details) is None:
+        error["details"] = details
+    return Outcome(status=FAILURE, error=error)
+
+
+def _deadline(task: dict[str, Any]) -> float | None:
+    value = task.get("deadline")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ class RegisteredHandler:
 
     @classmethod
     def wrap(cls, name: str, func: Handler) -> RegisteredHandler:
-        """Inspect `func` once to learn which of task_id/job_id/priority it takes."""
+        """Inspect `func` once to learn which of the task keyword arguments (TASK_KWARGS) it takes."""
         if not inspect.iscoroutinefunction(func):
             raise TypeError(f"handler for task {name!r} must be an `async def` function")
         params = inspect.signature(func).parameters.values()
@@ -74,17 +88,32 @@ class RegisteredHandler:
         return cls(name=name, func=func, accepted_kwargs=accepted)
 
 
-async def execute(handler: RegisteredHandler, task: dict[str, Any]) -> Outcome:
+async def _no_progress(fraction: float, message: str = "") -> None:
+    """The default `send_progress` when the caller provides none (e.g. direct unit tests)."""
+
+
+async def execute(
+    handler: RegisteredHandler, task: dict[str, Any], send_progress: SendProgress = _no_progress
+) -> Outcome:
     """Run the handler for one task and normalise its result; never raises except on cancellation."""
     params = task.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
         return failure(INVALID_INPUT_ERROR, f"task params must be a JSON object, got {type(params).__name__}")
-    meta = {"task_id": task["task_id"], "job_id": task["job_id"], "priority": task.get("priority", 0)}
+    meta = {
+        "task_id": task["task_id"],
+        "job_id": task["job_id"],
+        "priority": task.get("priority", 0),
+        "deadline": _deadline(task),
+        "send_progress": send_progress,
+    }
     kwargs = {k: v for k, v in meta.items() if k in handler.accepted_kwargs}
     try:
         value = await handler.func(params, **kwargs)
+    except TaskFailure as exc:
+        logger.warning("handler %r failed with %s: %s", handler.name, exc.code, exc.message)
+        return failure(exc.code, exc.message or type(exc).__name__, exc.details)
     except Exception as exc:
         logger.exception("handler %r raised; reporting %s", handler.name, TRANSIENT_ERROR)
         return failure(TRANSIENT_ERROR, str(exc) or type(exc).__name__)

@@ -1,12 +1,17 @@
-"""The skeleton's retry policy for transient orchestrator errors (a bounded linear delay).
+"""Capped exponential backoff with full jitter for transient orchestrator errors.
 
-Kept in one place on purpose: the resilience issue replaces `retry_delay` with capped jitter.
+Delay before retry n (1-based) is `uniform(0, min(cap, base * 2**(n-1)))` ("full jitter"): many workers
+coming back after an outage spread their retries instead of hammering the orchestrator in lock-step.
+The default cap (5 s) bounds how long a worker waits once the orchestrator is reachable again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .errors import OrchestratorUnavailableError
@@ -15,17 +20,41 @@ logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-MAX_RETRY_DELAY = 5.0
-
 Sleep = Callable[[float], Awaitable[None]]
+Uniform = Callable[[float, float], float]
+
+DEFAULT_BASE = 0.5
+DEFAULT_CAP = 5.0
 
 
-def retry_delay(attempt: int) -> float:
-    """Seconds to wait before retry number `attempt` (1-based): 1, 2, 3, 4, 5, 5, ..."""
-    return min(float(max(attempt, 1)), MAX_RETRY_DELAY)
+@dataclass(frozen=True)
+class Backoff:
+    """A backoff policy; `uniform` and `sleep` are seams for tests."""
+
+    base: float = DEFAULT_BASE
+    cap: float = DEFAULT_CAP
+    uniform: Uniform = field(default=random.uniform)
+    sleep: Sleep = field(default=asyncio.sleep)
+
+    def ceiling(self, attempt: int) -> float:
+        """The upper bound of the delay before retry number `attempt` (1-based)."""
+        exponent = min(max(attempt, 1) - 1, 32)  # 2**32 * base is far above any cap; avoid huge floats
+        return min(self.cap, self.base * 2.0**exponent)
+
+    def delay(self, attempt: int) -> float:
+        """A random delay in [0, ceiling(attempt)]."""
+        return self.uniform(0.0, self.ceiling(attempt))
+
+    async def wait(self, attempt: int) -> float:
+        """Sleep for `delay(attempt)` seconds and return that delay."""
+        seconds = self.delay(attempt)
+        await self.sleep(seconds)
+        return seconds
 
 
-async def retrying(op: Callable[[], Awaitable[R]], what: str, sleep: Sleep, attempts: int | None = None) -> R:
+async def retrying(
+    op: Callable[[], Awaitable[R]], what: str, backoff: Backoff, attempts: int | None = None
+) -> R:
     """Await `op()`, retrying on OrchestratorUnavailableError up to `attempts` times (None: forever)."""
     attempt = 0
     while True:
@@ -35,6 +64,8 @@ async def retrying(op: Callable[[], Awaitable[R]], what: str, sleep: Sleep, atte
             attempt += 1
             if attempts is not None and attempt >= attempts:
                 raise
-            delay = retry_delay(attempt)
-            logger.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
-            await sleep(delay)
+            delay = backoff.delay(attempt)
+            # The first failure is worth a warning; a long outage would otherwise flood the log.
+            log = logger.warning if attempt == 1 or attempt % 20 == 0 else logger.info
+            log("%s failed (%s); retry %d in %.2f s", what, exc, attempt, delay)
+            await backoff.sleep(delay)

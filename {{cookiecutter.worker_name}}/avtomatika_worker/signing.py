@@ -12,6 +12,8 @@ import orjson
 
 # Top-level members that are never covered by the signature (rxon.security.sign_payload).
 _UNSIGNED_MEMBERS = ("security", "_signature")
+# The orchestrator signs a task with these removed too (avtomatika dispatcher, ignore_fields).
+_TASK_SIGNATURE_MEMBERS = ("sig", "orchestrator_signature")
 
 
 def _normalise(value: Any) -> Any:
@@ -25,13 +27,13 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def canonical_json(obj: Any) -> bytes:
+def canonical_json(obj: Any, ignore: tuple[str, ...] = ()) -> bytes:
     """Return the exact bytes the orchestrator signs: normalised, keys sorted, compact, UTF-8."""
     # The JSON round trip mirrors rxon.utils.to_dict (NaN -> null -> dropped, non-str keys -> str),
     # which is also what the orchestrator sees after parsing the body we send.
     data = _normalise(orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)))
     if isinstance(data, dict):
-        for member in _UNSIGNED_MEMBERS:
+        for member in _UNSIGNED_MEMBERS + ignore:
             data.pop(member, None)
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
@@ -51,3 +53,21 @@ def seal(message: dict[str, Any], worker_id: str, token: str) -> dict[str, Any]:
     sealed["nonce"] = uuid.uuid4().hex
     sealed["security"] = {"signature": sign(sealed, token), "signer_id": worker_id}
     return sealed
+
+
+def sign_task(task: dict[str, Any], secret: str) -> str:
+    """The orchestrator's `sig` of a task: HMAC-SHA256 keyed with ORCHESTRATOR_SECRET_KEY."""
+    if not secret:
+        raise ValueError("the orchestrator secret must not be empty")
+    body = canonical_json(task, _TASK_SIGNATURE_MEMBERS)
+    return hmac.new(secret.encode("utf-8"), body, sha256).hexdigest()
+
+
+def task_signature_problem(task: dict[str, Any], secret: str) -> str | None:
+    """Why the task's `sig` does not prove it came from the orchestrator, or None when it does."""
+    sig = task.get("sig") or task.get("orchestrator_signature")
+    if not isinstance(sig, str) or not sig:
+        return "the task carries no orchestrator signature (sig)"
+    if not hmac.compare_digest(sign_task(task, secret), sig):
+        return "the task's orchestrator signature (sig) does not match ORCHESTRATOR_SECRET_KEY"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,15 @@ API_PREFIX = "/_worker"
 PROTOCOL_VERSION = "1.0b17"
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
+WS_HEARTBEAT = 20.0  # seconds between WebSocket pings: detects a silently dead connection
+
 _NO_REPLY = object()
+
+WsConnect = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
+"""Opens the orchestrator's WebSocket command channel (`GET /_worker/ws/{worker_id}`)."""
+
+ExchangeObserver = Callable[[bool], None]
+"""Told True after every reply proving the orchestrator is up, False after every transient failure."""
 
 
 def _error_text(body: bytes) -> str:
@@ -35,10 +44,16 @@ def _error_text(body: bytes) -> str:
 class OrchestratorClient:
     """Signed JSON requests to one orchestrator, authenticated with the worker token."""
 
-    def __init__(self, config: WorkerConfig, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        session: aiohttp.ClientSession | None = None,
+        on_exchange: ExchangeObserver | None = None,
+    ) -> None:
         self._config = config
         self._session = session
         self._owns_session = session is None
+        self._on_exchange = on_exchange
         self._headers = {
             "X-Worker-Token": config.worker_token,
             "X-Worker-ID": config.worker_id,
@@ -76,6 +91,35 @@ class OrchestratorClient:
     async def send_result(self, message: dict[str, Any]) -> Any:
         """POST a sealed task result; returns the orchestrator's reply."""
         return self._reply(await self._request("POST", f"{API_PREFIX}/tasks/result", message))
+
+    async def send_event(self, message: dict[str, Any], request_timeout: float) -> Any:
+        """POST a sealed event (e.g. progress); returns the reply (`{"status": "event_accepted"}`)."""
+        return self._reply(
+            await self._request("POST", f"{API_PREFIX}/events", message, request_timeout=request_timeout)
+        )
+
+    async def ws_connect(self) -> aiohttp.ClientWebSocketResponse:
+        """Open the WebSocket command channel; raises OrchestratorRejectedError/OrchestratorUnavailableError."""
+        path = f"{API_PREFIX}/ws/{self._config.worker_id}"
+        try:
+            return await self._get_session().ws_connect(
+                self._config.orchestrator_url + path,
+                headers=self._headers,
+                heartbeat=WS_HEARTBEAT,
+                timeout=aiohttp.ClientWSTimeout(ws_close=10.0),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if 400 <= exc.status < 500 and exc.status != 429:
+                raise OrchestratorRejectedError(exc.status, exc.message) from exc
+            raise OrchestratorUnavailableError(f"GET {path} (WebSocket) failed: {exc}", exc.status) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise OrchestratorUnavailableError(
+                f"GET {path} (WebSocket) failed: {exc or type(exc).__name__}"
+            ) from exc
+
+    def _observe(self, reachable: bool) -> None:
+        if self._on_exchange is not None:
+            self._on_exchange(reachable)
 
     @staticmethod
     def _reply(reply: Any) -> Any:
@@ -119,14 +163,22 @@ class OrchestratorClient:
         except TimeoutError:
             if method == "GET":
                 raise
+            self._observe(False)
             raise OrchestratorUnavailableError(
                 f"{method} {path} timed out after {request_timeout:g} s"
             ) from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
+            self._observe(False)
             raise OrchestratorUnavailableError(
                 f"{method} {path} failed: {exc or type(exc).__name__}"
             ) from exc
-        return self._decode(method, path, status, raw)
+        try:
+            decoded = self._decode(method, path, status, raw)
+        except OrchestratorUnavailableError:
+            self._observe(False)
+            raise
+        self._observe(True)
+        return decoded
 
     @staticmethod
     def _decode(method: str, path: str, status: int, raw: bytes) -> Any:

@@ -1,4 +1,5 @@
-"""Result status names, error codes and the shapes of handler results and tasks."""
+"""Every status and error code of the worker protocol (avtomatika 1.0b30), and the shapes of results
+and tasks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from typing import Any, Literal, TypedDict
 SUCCESS = "success"
 FAILURE = "failure"
 CANCELLED = "cancelled"
+TASK_STATUSES: frozenset[str] = frozenset({SUCCESS, FAILURE, CANCELLED})
+
+# Heartbeat `status`: only "idle" keeps a worker in dispatch; anything else takes it out.
+IDLE = "idle"
+BUSY = "busy"
+
+# `status` of the orchestrator's reply to a result.
+RESULT_ACCEPTED = "accepted"
+RESULT_IGNORED = "ignored"
+
+# Event types (POST /_worker/events).
+PROGRESS_EVENT = "progress"
 
 # Error codes understood by the orchestrator (protocol.md section 9).
 # Retried up to 3 times with a new task id, then the job is quarantined:
@@ -40,6 +53,12 @@ ERROR_CODES: frozenset[str] = frozenset(
         INTEGRITY_MISMATCH_ERROR,
     }
 )
+QUARANTINE_ERROR_CODES: frozenset[str] = frozenset(
+    {PERMANENT_ERROR, SECURITY_ERROR, DEPENDENCY_ERROR, CONTRACT_VIOLATION_ERROR}
+)
+FAIL_ERROR_CODES: frozenset[str] = frozenset({INVALID_INPUT_ERROR, INTEGRITY_MISMATCH_ERROR})
+# Any other code (including unknown ones) is retried by the orchestrator.
+RETRIED_ERROR_CODES: frozenset[str] = ERROR_CODES - QUARANTINE_ERROR_CODES - FAIL_ERROR_CODES
 
 
 class _TaskErrorBase(TypedDict):
@@ -92,22 +111,35 @@ class TaskPayload(_TaskPayloadBase, total=False):
     timestamp: int
     tracing_context: dict[str, Any]
     sig: str
+    security: dict[str, Any]
+    metadata: dict[str, Any]
+    policy: dict[str, Any]
+    params_metadata: dict[str, Any]
 
 
 __all__ = [
+    "BUSY",
     "CANCELLED",
     "CONTRACT_VIOLATION_ERROR",
     "DEPENDENCY_ERROR",
     "DEPENDENCY_MISSING_ERROR",
     "ERROR_CODES",
     "FAILURE",
+    "FAIL_ERROR_CODES",
+    "IDLE",
     "INTEGRITY_MISMATCH_ERROR",
     "INTERNAL_ERROR",
     "INVALID_INPUT_ERROR",
     "PERMANENT_ERROR",
+    "PROGRESS_EVENT",
+    "QUARANTINE_ERROR_CODES",
     "RESOURCE_EXHAUSTED_ERROR",
+    "RESULT_ACCEPTED",
+    "RESULT_IGNORED",
+    "RETRIED_ERROR_CODES",
     "SECURITY_ERROR",
     "SUCCESS",
+    "TASK_STATUSES",
     "TIMEOUT_ERROR",
     "TRANSIENT_ERROR",
     "CancelledResult",

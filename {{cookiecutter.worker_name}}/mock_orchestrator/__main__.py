@@ -9,6 +9,7 @@ import sys
 from aiohttp import web
 
 from .app import create_app
+from .dashboard import dashboard_url
 from .settings import ConfigError, ServerConfig, load_server_config
 
 
@@ -40,12 +41,24 @@ def main() -> int:
         return 2
     _configure_logging()
     log = logging.getLogger("mock_orchestrator")
+    settings = config.settings
     log.info(
         "listening on http://%s:%d (worker API /_worker, control API /api/v1, poll hold %gs)",
         config.host,
         config.port,
-        config.settings.poll_hold_seconds,
+        settings.poll_hold_seconds,
     )
+    log.info(
+        "dispatch: %s; cancel flags: %s; individual worker tokens: %d",
+        "strict (tasks no idle worker can take are quarantined)"
+        if settings.strict_dispatch
+        else "tasks wait",
+        "Redis" if settings.redis_url else "off (REDIS_URL not set)",
+        len(settings.worker_tokens),
+    )
+    # Like a notebook server's login link: the token rides in the URL fragment, never sent to the server.
+    public_url = os.environ.get("MOCK_PUBLIC_URL") or f"http://{config.host}:{config.port}"
+    log.info("dashboard: %s", dashboard_url(public_url, settings.client_token))
     web.run_app(
         create_app(config.settings),
         host=config.host,

@@ -9,11 +9,13 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from .cancel_flags import CancelFlags, FlagStore
 from .control_api import parse_submission, setup_control_routes
 from .dashboard import setup_dashboard_routes
 from .settings import MockSettings
 from .state import STATE_KEY, MockState
 from .worker_api import PROTOCOL_VERSION, VERSION_HEADER, setup_worker_routes
+from .ws_channel import setup_websocket_route
 
 COMPRESS_MIN_BYTES = 500  # the orchestrator compresses replies of 500 bytes or more
 
@@ -51,6 +53,8 @@ async def protocol_middleware(request: web.Request, handler: Handler) -> web.Str
     except Exception as exc:  # a bug in the mock: still answer in the protocol's error format
         log.exception("unexpected error in %s %s", request.method, request.path)
         response = _error(500, str(exc))
+    if response.prepared:  # an upgraded WebSocket: its headers are already sent
+        return response
     response = _maybe_gzip(request, response)
     response.headers[VERSION_HEADER] = PROTOCOL_VERSION
     return response
@@ -68,19 +72,25 @@ async def _queue_demo_task(app: web.Application) -> None:
         return
     task_type, params, priority, deadline = parse_submission(state.settings.demo_task)
     task = await state.submit(task_type, params, priority, deadline)
-    log.info("demo task %s (%s) queued with params %s", task.task_id, task_type, orjson.dumps(params).decode())
+    log.info(
+        "demo task %s (%s) queued with params %s", task.task_id, task_type, orjson.dumps(params).decode()
+    )
 
 
 async def _release_long_polls(app: web.Application) -> None:
     await app[STATE_KEY].close()
 
 
-def create_app(settings: MockSettings) -> web.Application:
-    """Build the mock orchestrator application for ``settings``."""
+def create_app(settings: MockSettings, *, redis_client: FlagStore | None = None) -> web.Application:
+    """Build the mock orchestrator application; ``redis_client`` overrides ``settings.redis_url``."""
     app = web.Application(middlewares=[protocol_middleware])
-    app[STATE_KEY] = MockState(settings)
+    flags = (
+        CancelFlags(redis_client) if redis_client is not None else CancelFlags.from_url(settings.redis_url)
+    )
+    app[STATE_KEY] = MockState(settings, cancel_flags=flags)
     app.router.add_get("/_public/status", public_status)
     setup_worker_routes(app)
+    setup_websocket_route(app)
     setup_control_routes(app)
     setup_dashboard_routes(app)
     app.on_startup.append(_queue_demo_task)

@@ -12,10 +12,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .state import STATE_KEY, MockState
+from .records import QUARANTINED
+from .state import STATE_KEY, CancelRefused, MockState
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
 MAX_WAIT_SECONDS = 300.0
+DEFAULT_EVENTS_WAIT_SECONDS = 30.0
 SUBMIT_EXAMPLE = '{"type": "check_inventory", "params": {"items": ["apple"]}, "priority": 5, "deadline": 60}'
 SUBMIT_FIELDS = ("type", "params", "priority", "deadline")
 
@@ -105,8 +107,13 @@ async def submit_task(request: web.Request) -> web.StreamResponse:
     task_type, params, priority, deadline = parse_submission(body)
     state = request.app[STATE_KEY]
     task = await state.submit(task_type, params, priority, deadline)
-    log.info("task %s (%s) queued", task.task_id, task_type)
-    if not any(task_type in w.skills() for w in state.live_workers()):
+    if task.status == QUARANTINED:
+        log.warning(
+            "task %s (%s) quarantined: %s (MOCK_STRICT_DISPATCH)", task.task_id, task_type, task.error_message
+        )
+    else:
+        log.info("task %s (%s) queued", task.task_id, task_type)
+    if task.status != QUARANTINED and not any(task_type in w.skills() for w in state.live_workers()):
         log.info("no registered worker has skill %r yet; task %s waits for one", task_type, task.task_id)
     return _json(task.view(), status=201)
 
@@ -150,7 +157,39 @@ async def get_task(request: web.Request) -> web.StreamResponse:
 @_client_api
 async def list_workers(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/workers: the live (registered, not expired) workers."""
-    return _json({"workers": [w.view() for w in request.app[STATE_KEY].live_workers()]})
+    state: MockState = request.app[STATE_KEY]
+    return _json({"workers": [state.worker_view(w) for w in state.live_workers()]})
+
+
+@_client_api
+async def cancel_task(request: web.Request) -> web.StreamResponse:
+    """POST /api/v1/tasks/{task_id}/cancel: 200 accepted, or 404 (unknown or already terminal)."""
+    state: MockState = request.app[STATE_KEY]
+    try:
+        task = await state.cancel(request.match_info["task_id"])
+    except CancelRefused as exc:
+        return _error(404, str(exc))
+    log.info("task %s cancelled (protocol task id %s)", task.task_id, task.current_task_id)
+    return _json({"status": "cancellation_request_accepted"})
+
+
+def _since(request: web.Request) -> int:
+    raw = request.query.get("since", "0")
+    if not raw.isdigit():
+        raise InvalidRequest(
+            f"query parameter 'since' = {raw!r} is invalid: must be a non-negative integer, the "
+            "'version' of the previous reply; e.g. ?since=0"
+        )
+    return int(raw)
+
+
+@_client_api
+async def wait_for_events(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/events?since=N[&wait=S]: ``{"version": V}`` once V > N, or after S (default 30) s."""
+    since, wait = _since(request), _wait_seconds(request)
+    state: MockState = request.app[STATE_KEY]
+    version = await state.wait_for_change(since, DEFAULT_EVENTS_WAIT_SECONDS if wait is None else wait)
+    return _json({"version": version})
 
 
 def setup_control_routes(app: web.Application) -> None:
@@ -159,3 +198,5 @@ def setup_control_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/tasks", list_tasks)
     app.router.add_get("/api/v1/tasks/{task_id}", get_task)
     app.router.add_get("/api/v1/workers", list_workers)
+    app.router.add_post("/api/v1/tasks/{task_id}/cancel", cancel_task)
+    app.router.add_get("/api/v1/events", wait_for_events)

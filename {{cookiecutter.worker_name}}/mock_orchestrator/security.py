@@ -35,6 +35,11 @@ def authenticate(settings: MockSettings, token: str | None, hint: Any) -> Any:
         if token == settings.worker_token:
             return ANONYMOUS_WORKER_ID
         raise PermissionError("Unauthorized: Invalid token or missing worker_id hint")
+    individual = settings.worker_tokens.get(hint) if isinstance(hint, str) else None
+    if individual:  # an individual token (workers.toml) is the only one accepted for that worker
+        if token == individual:
+            return hint
+        raise PermissionError("Unauthorized: Invalid individual worker token")
     if token == settings.worker_token:
         return hint
     raise PermissionError("Unauthorized: No valid token found")
@@ -84,5 +89,5 @@ def verify_signed(
     signer_id = security.get("signer_id")
     if signer_id and signer_id != worker_id:
         raise PermissionError(f"Message signer ID '{signer_id}' does not match worker ID '{worker_id}'")
-    if not verify(payload, signature, state.settings.worker_token, ignore_fields):
+    if not verify(payload, signature, state.settings.key_for(worker_id), ignore_fields):
         raise PermissionError("Invalid cryptographic signature")

@@ -1,9 +1,27 @@
-"""Configuration of the mock orchestrator: the app settings and the environment loader."""
+"""Configuration of the mock orchestrator: the app settings and the environment loader.
+
+Environment (``python -m mock_orchestrator``; ``.env`` is read, the real environment wins):
+
+| Variable | Default | Meaning |
+|---|---|---|
+| ``WORKER_TOKEN`` | required | the global worker token (``X-Worker-Token``) and HMAC key |
+| ``CLIENT_TOKEN`` | required | control-API token (``X-Client-Token``) |
+| ``MOCK_HOST`` / ``MOCK_PORT`` | ``0.0.0.0`` / ``8080`` | listen address |
+| ``MOCK_POLL_HOLD_SECONDS`` | ``30`` | how long an empty long poll is held before the 204 |
+| ``MOCK_STRICT_DISPATCH`` | ``false`` | ``true``: like avtomatika 1.0b30, a task that finds no live idle worker |
+| | | with its skill is quarantined at once ("No suitable workers for task type '...'"); |
+| | | ``false``: it waits in the queue until a capable worker polls |
+| ``REDIS_URL`` | unset | when set, a cancel writes ``orchestrator:task_cancel:{task_id}`` = ``"1"`` EX 3600 |
+| ``MOCK_DEMO_TASK`` | unset | a ``POST /api/v1/tasks`` body queued at start-up |
+| ``MOCK_WORKERS_TOML`` | unset | path of a workers.toml (``[worker_id]`` tables with ``token = "..."``): that |
+| | | worker must use its individual token, which is also its HMAC key |
+"""
 
 from __future__ import annotations
 
 import math
 import time
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +38,14 @@ class MockSettings:
     poll_hold_seconds: float = 30.0
     clock: Callable[[], float] = field(default=time.time)
     demo_task: Mapping[str, Any] | None = None  # a POST /api/v1/tasks body queued at start-up
+    strict_dispatch: bool = False  # quarantine tasks no idle worker can take, like the real orchestrator
+    redis_url: str | None = None  # where cancel flags are written; None writes none
+    worker_tokens: Mapping[str, str] = field(default_factory=dict)  # individual tokens (workers.toml)
+
+    def key_for(self, worker_id: Any) -> str:
+        """The token a worker must present and sign with: its individual token, else the global one."""
+        individual = self.worker_tokens.get(worker_id) if isinstance(worker_id, str) else None
+        return individual or self.worker_token
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,53 @@ def _demo_task(env: Mapping[str, str]) -> dict[str, Any] | None:
     return dict(body)
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("", "0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "")
+    if raw.strip().lower() in TRUE_WORDS:
+        return True
+    if raw.strip().lower() in FALSE_WORDS:
+        return False
+    raise _problem(name, raw, f"must be one of {', '.join(TRUE_WORDS + FALSE_WORDS[1:])}", "true")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("REDIS_URL", "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise _problem(
+            "REDIS_URL", raw, "must be a redis://, rediss:// or unix:// URL", "redis://redis:6379/0"
+        )
+    return raw
+
+
+def load_worker_tokens(path: str) -> dict[str, str]:
+    """Read individual tokens from a workers.toml (``[worker_id]`` tables with ``token``), as avtomatika does."""
+    example = "/app/workers.toml"
+    try:
+        with open(path, "rb") as handle:
+            tables = tomllib.load(handle)
+    except OSError as exc:
+        raise _problem(
+            "MOCK_WORKERS_TOML", path, f"must name a readable file ({exc.strerror})", example
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _problem("MOCK_WORKERS_TOML", path, f"must be valid TOML ({exc})", example) from None
+    tokens: dict[str, str] = {}
+    for worker_id, table in tables.items():
+        if not isinstance(table, dict):
+            rule = f'[{worker_id}] must be a table like [{worker_id}] token = "..."'
+            raise _problem("MOCK_WORKERS_TOML", path, rule, example)
+        token = table.get("token")
+        if isinstance(token, str) and token:
+            tokens[worker_id] = token  # entries without a token are skipped, like the real loader does
+    return tokens
+
+
 def load_server_config(env: Mapping[str, str]) -> ServerConfig:
     """Read and validate the mock's environment variables; raise ConfigError on the first problem."""
     worker_token = _required_text(
@@ -105,5 +178,8 @@ def load_server_config(env: Mapping[str, str]) -> ServerConfig:
         client_token=client_token,
         poll_hold_seconds=_hold(env),
         demo_task=_demo_task(env),
+        strict_dispatch=_flag(env, "MOCK_STRICT_DISPATCH"),
+        redis_url=_redis_url(env),
+        worker_tokens=load_worker_tokens(env["MOCK_WORKERS_TOML"]) if env.get("MOCK_WORKERS_TOML") else {},
     )
     return ServerConfig(settings=settings, host=host, port=_port(env))

@@ -1,4 +1,10 @@
-"""In-memory state of the mock: workers, tasks, the priority queue and the replay cache."""
+"""In-memory state of the mock: workers, tasks, the priority queue, the replay cache and change tracking.
+
+Change subscription (for the dashboard and tests): every mutation bumps ``MockState.version`` and wakes
+``MockState.changed``. ``await state.wait_for_change(since, timeout)`` returns the current version as soon
+as it is greater than ``since`` (or after ``timeout`` s); ``GET /api/v1/events?since=N&wait=S`` exposes the
+same over HTTP as ``{"version": V}``.
+"""
 
 from __future__ import annotations
 
@@ -11,94 +17,35 @@ from typing import Any
 
 from aiohttp import web
 
+from .cancel_flags import CancelFlags
+from .channels import CommandChannels
+from .records import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    QUARANTINED,
+    QUEUED,
+    RUNNING,
+    Attempt,
+    Task,
+    Worker,
+)
 from .settings import MockSettings
 from .signing import normalize, sign
 
-QUEUED = "queued"
-RUNNING = "running"
-SUCCESS = "success"
-FAILURE = "failure"
-CANCELLED = "cancelled"
-# The real orchestrator only refuses results for finished/failed/error/quarantined jobs;
-# a cancelled job still accepts a late result (protocol.md section 10), so "cancelled" is not final here.
-RESULT_OPEN_STATUSES = frozenset({QUEUED, RUNNING, CANCELLED})
 WORKER_TTL_SECONDS = 120.0  # 2 x WORKER_HEALTH_CHECK_INTERVAL_SECONDS of the real orchestrator
 REPLAY_WINDOW_SECONDS = 65.0
 TASK_SIG_IGNORED = ("sig", "orchestrator_signature")
 
 
-@dataclass
-class Worker:
-    """A registered worker: the stored record (registration plus merged heartbeats) and its times."""
-
-    worker_id: str
-    record: dict[str, Any]
-    registered_at: float
-    last_seen: float
-
-    def skills(self) -> list[str]:
-        """Names of the skills tasks are matched against (``supported_skills[].name``)."""
-        raw = self.record.get("supported_skills")
-        entries = raw if isinstance(raw, list) else []
-        return [s["name"] for s in entries if isinstance(s, dict) and isinstance(s.get("name"), str)]
-
-    def status(self) -> Any:
-        """The status the worker last reported; registration implies ``idle``."""
-        return self.record.get("status", "idle")
-
-    def view(self) -> dict[str, Any]:
-        """The control API representation."""
-        return {
-            "worker_id": self.worker_id,
-            "worker_type": self.record.get("worker_type", "generic"),
-            "status": self.status(),
-            "skills": self.skills(),
-            "last_seen": self.last_seen,
-            "registered_at": self.registered_at,
-        }
+class CancelRefused(LookupError):
+    """The task cannot be cancelled; the text is the real orchestrator's 404 message."""
 
 
-@dataclass
-class Task:
-    """One submitted task (one single-step job) and everything a worker reported about it."""
+class NoSuitableWorker(RuntimeError):
+    """Strict dispatch found no live idle worker with the skill (the real dispatcher's RuntimeError)."""
 
-    task_id: str
-    job_id: str
-    type: str
-    params: dict[str, Any]
-    priority: float
-    payload: dict[str, Any]
-    created_at: float
-    seq: int
-    deadline: float | None = None
-    status: str = QUEUED
-    data: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    worker_id: str | None = None
-    progress: Any = None
-    progress_message: Any = None
-    started_at: float | None = None
-    finished_at: float | None = None
-
-    def view(self) -> dict[str, Any]:
-        """The control API representation."""
-        return {
-            "task_id": self.task_id,
-            "job_id": self.job_id,
-            "type": self.type,
-            "params": self.params,
-            "priority": self.priority,
-            "deadline": self.deadline,
-            "status": self.status,
-            "data": self.data,
-            "error": self.error,
-            "worker_id": self.worker_id,
-            "progress": self.progress,
-            "progress_message": self.progress_message,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
+    def __init__(self, task_type: str) -> None:
+        super().__init__(f"No suitable workers for task type '{task_type}'")
 
 
 @dataclass
@@ -113,7 +60,10 @@ class MockState:
     nonces: dict[str, float] = field(default_factory=dict)
     task_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    channels: CommandChannels = field(default_factory=CommandChannels)
+    cancel_flags: CancelFlags = field(default_factory=CancelFlags)
     closing: bool = False
+    version: int = 0  # bumped on every change (see wait_for_change)
     polls_waiting: int = 0  # long polls currently parked (observable by tests and logs)
     _seq: int = 0
 
@@ -122,14 +72,26 @@ class MockState:
         return self.settings.clock()
 
     async def notify(self) -> None:
-        """Wake every long poll and waiter so they re-check the state."""
+        """Record a change and wake every long poll and waiter so they re-check the state."""
         async with self.changed:
+            self.version += 1
             self.changed.notify_all()
 
+    async def wait_for_change(self, since: int, timeout: float) -> int:
+        """Return the version once it is greater than ``since``, or after ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout), self.changed:
+                await self.changed.wait_for(lambda: self.closing or self.version > since)
+        except TimeoutError:
+            pass
+        return self.version
+
     async def close(self) -> None:
-        """Release pending long polls (they answer 204) so shutdown is immediate."""
+        """Release pending long polls (they answer 204) and close WebSockets so shutdown is immediate."""
         self.closing = True
         await self.notify()
+        await self.channels.close_all()
+        await self.cancel_flags.close()
 
     # --- workers -------------------------------------------------------------------------
 
@@ -146,6 +108,15 @@ class MockState:
         alive = [w for w in list(self.workers.values()) if self.live_worker(w.worker_id) is not None]
         return sorted(alive, key=lambda w: w.registered_at, reverse=True)
 
+    def worker_view(self, worker: Worker) -> dict[str, Any]:
+        """The control-API view of a worker, with its channel state and the tasks it holds."""
+        holding = [
+            t.task_id
+            for t in self.tasks.values()
+            if t.current.worker_id == worker.worker_id and t.current.status == RUNNING
+        ]
+        return worker.view(self.channels.connected(worker.worker_id), holding)
+
     async def register(self, worker_id: str, record: dict[str, Any]) -> Worker:
         """Store (or replace) a worker's record, as a registration does."""
         now = self.now()
@@ -154,11 +125,12 @@ class MockState:
         await self.notify()
         return worker
 
-    def refresh(self, worker_id: str) -> bool:
+    async def refresh(self, worker_id: str) -> bool:
         """Extend a live worker's lifetime; False when the worker is unknown or expired."""
         worker = self.live_worker(worker_id)
         if worker is not None:
-            worker.last_seen = self.now()
+            worker.last_seen = worker.last_heartbeat = self.now()
+            await self.notify()
         return worker is not None
 
     async def merge_heartbeat(self, worker_id: str, update: dict[str, Any]) -> Worker | None:
@@ -167,7 +139,7 @@ class MockState:
         if worker is None:
             return None
         worker.record.update(update)
-        worker.last_seen = self.now()
+        worker.last_seen = worker.last_heartbeat = self.now()
         await self.notify()
         return worker
 
@@ -181,36 +153,56 @@ class MockState:
         self.nonces[key] = now + REPLAY_WINDOW_SECONDS
         return True
 
+    def can_dispatch(self, task_type: str) -> bool:
+        """Whether a live worker reporting ``idle`` has the skill (the real dispatcher's first filter)."""
+        return any(w.status() == "idle" and task_type in w.skills() for w in self.live_workers())
+
     # --- tasks ---------------------------------------------------------------------------
+
+    def _attempt(self, task_id: str, job_id: str, body: dict[str, Any]) -> Attempt:
+        """A new attempt whose payload is the orchestrator's normalised, signed TaskPayload."""
+        payload = normalize(dict(body, job_id=job_id, task_id=task_id, timestamp=int(self.now())))
+        payload["sig"] = sign(payload, self.task_secret, TASK_SIG_IGNORED)
+        return Attempt(task_id=task_id, payload=payload)
 
     async def submit(
         self, task_type: str, params: dict[str, Any], priority: float, deadline_in: float | None
     ) -> Task:
-        """Queue a new task and wake the long polls."""
+        """Create a task; queue it (or, with strict dispatch and no idle capable worker, quarantine it)."""
         now = self.now()
         job_id, task_id = str(uuid.uuid4()), f"task-{uuid.uuid4()}"
         deadline = now + deadline_in if deadline_in is not None else None
-        payload: dict[str, Any] = {
-            "job_id": job_id,
-            "task_id": task_id,
-            "type": task_type,
-            "params": params,
-            "priority": priority,
-            "step": 1,
-            "timestamp": int(now),
-            "tracing_context": {},
-            "deadline": deadline,
-        }
-        # The orchestrator sends its TaskPayload normalised (no nulls, integral floats as ints).
-        payload = normalize(payload)
-        payload["sig"] = sign(payload, self.task_secret, TASK_SIG_IGNORED)
+        body = {"type": task_type, "params": params, "priority": priority, "step": 1}
+        body |= {"tracing_context": {}, "deadline": deadline}
         self._seq += 1
-        task = Task(task_id, job_id, task_type, params, priority, payload, now, self._seq, deadline)
+        task = Task(task_id, job_id, task_type, params, priority, now, self._seq, deadline)
+        task.attempts.append(self._attempt(task_id, job_id, body))
         self.tasks[task_id] = task
         self.jobs[job_id] = task_id
-        self.queue.append(task)
+        if self.settings.strict_dispatch and not self.can_dispatch(task_type):
+            self.end(task, QUARANTINED, error_message=str(NoSuitableWorker(task_type)))
+        else:
+            self.queue.append(task)
         await self.notify()
         return task
+
+    def requeue(self, task: Task) -> None:
+        """Queue the task again under a new protocol task id (a retry), like the real dispatcher."""
+        if self.settings.strict_dispatch and not self.can_dispatch(task.type):
+            raise NoSuitableWorker(task.type)
+        body = {k: v for k, v in task.current.payload.items() if k not in ("sig", "task_id", "job_id")}
+        task.attempts.append(self._attempt(f"task-{uuid.uuid4()}", task.job_id, body))
+        task.status = QUEUED
+        if task not in self.queue:
+            self.queue.append(task)
+
+    def end(self, task: Task, status: str, *, error_message: str | None = None) -> None:
+        """Put the task into a final status (call notify() afterwards)."""
+        if task in self.queue:
+            self.queue.remove(task)
+        task.status, task.finished_at = status, self.now()
+        if error_message is not None:
+            task.error_message = error_message
 
     def task_of_job(self, job_id: Any) -> Task | None:
         """The task of a job id (each mock job has exactly one task)."""
@@ -229,8 +221,14 @@ class MockState:
 
     def _hand_out(self, task: Task, worker_id: str) -> dict[str, Any]:
         self.queue.remove(task)
-        task.status, task.worker_id, task.started_at = RUNNING, worker_id, self.now()
-        return dict(task.payload)
+        now = self.now()
+        attempt = task.current
+        attempt.status, attempt.worker_id, attempt.started_at = RUNNING, worker_id, now
+        task.worker_id = worker_id
+        task.started_at = task.started_at or now
+        if task.status == QUEUED:  # a task cancelled while queued is still delivered, like 1.0b30 does
+            task.status = RUNNING
+        return dict(attempt.payload)
 
     async def next_task(
         self, worker_id: str, hold: float, client_gone: Callable[[], bool]
@@ -244,7 +242,10 @@ class MockState:
                     return None  # never pop a task for a connection that can no longer receive it
                 task = self._pick(worker_id)
                 if task is not None:
-                    return task, self._hand_out(task, worker_id)
+                    payload = self._hand_out(task, worker_id)
+                    self.version += 1
+                    self.changed.notify_all()
+                    return task, payload
                 remaining = until - loop.time()
                 if remaining <= 0:
                     return None
@@ -258,15 +259,6 @@ class MockState:
                     self.polls_waiting -= 1
         return None
 
-    async def finish(
-        self, task: Task, status: str, data: dict[str, Any] | None, error: dict[str, Any] | None
-    ) -> None:
-        """Record an accepted result."""
-        if task in self.queue:
-            self.queue.remove(task)
-        task.status, task.data, task.error, task.finished_at = status, data, error, self.now()
-        await self.notify()
-
     async def set_progress(self, task: Task, progress: Any, message: Any) -> None:
         """Record a progress event."""
         task.progress, task.progress_message = progress, message
@@ -276,9 +268,26 @@ class MockState:
         """Return when the task left queued/running, or after ``seconds``."""
         try:
             async with asyncio.timeout(seconds), self.changed:
-                await self.changed.wait_for(lambda: self.closing or task.status not in (QUEUED, RUNNING))
+                await self.changed.wait_for(lambda: self.closing or task.status not in ACTIVE_STATUSES)
         except TimeoutError:
             pass
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel like avtomatika's cancel_job: Redis flag, status ``cancelled``, WebSocket command if enabled."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise CancelRefused("Job not found")
+        if task.status not in ACTIVE_STATUSES:
+            raise CancelRefused("Job not found or already terminal.")
+        protocol_id, worker_id = task.current_task_id, task.current.worker_id
+        await self.cancel_flags.set(protocol_id)
+        task.status, task.finished_at = CANCELLED, self.now()
+        await self.notify()
+        worker = self.live_worker(worker_id) if worker_id else None
+        if worker is not None and worker.wants_websocket_commands():
+            command = {"command": "cancel_task", "task_id": protocol_id, "job_id": task.job_id}
+            await self.channels.send(worker.worker_id, command)
+        return task
 
 
 STATE_KEY = web.AppKey("mock_orchestrator_state", MockState)

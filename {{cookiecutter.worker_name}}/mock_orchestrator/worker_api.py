@@ -12,9 +12,11 @@ import orjson
 from aiohttp import web
 
 from .models import TASK_RESULT, WORKER_EVENT, WORKER_REGISTRATION, ModelError, parse
+from .records import ACTIVE_STATUSES
+from .results import accept_result
 from .security import TOKEN_HEADER, WORKER_ID_HEADER, authenticate, verify_signed, worker_id_hint
 from .signing import normalize
-from .state import CANCELLED, FAILURE, QUEUED, RESULT_OPEN_STATUSES, RUNNING, STATE_KEY, MockState, Task
+from .state import STATE_KEY, MockState
 
 PROTOCOL_VERSION = "1.0b17"
 VERSION_HEADER = "X-RXON-Version"
@@ -70,7 +72,8 @@ def _state(request: web.Request) -> MockState:
     return request.app[STATE_KEY]
 
 
-def _authenticate(request: web.Request, body: Any, path_id: str | None = None) -> Any:
+def authenticate_request(request: web.Request, body: Any, path_id: str | None = None) -> Any:
+    """The authenticated worker id of a request (PermissionError with the orchestrator's text if none)."""
     hint = worker_id_hint(request.headers.get(WORKER_ID_HEADER), path_id, body)
     return authenticate(_state(request).settings, request.headers.get(TOKEN_HEADER), hint)
 
@@ -80,7 +83,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     """POST /_worker/workers/register."""
     body = await _json_body(request)
     state = _state(request)
-    auth_id = _authenticate(request, body)
+    auth_id = authenticate_request(request, body)
     worker_id = _require_object(body).get("worker_id")
     if not isinstance(worker_id, str):
         raise ValueError("Missing or invalid worker_id in registration data")  # noqa: TRY004 - a 400
@@ -111,9 +114,9 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     """PATCH /_worker/workers/{worker_id}: empty body refreshes the TTL, a signed body is merged."""
     body = await _json_body(request) if request.can_read_body else None
     state = _state(request)
-    worker_id = _authenticate(request, body, request.match_info["worker_id"])
+    worker_id = authenticate_request(request, body, request.match_info["worker_id"])
     if not body:
-        return protocol_json({"status": "ttl_refreshed"} if state.refresh(worker_id) else None)
+        return protocol_json({"status": "ttl_refreshed"} if await state.refresh(worker_id) else None)
     verify_signed(state, _require_object(body), worker_id)
     reply: dict[str, Any] = {"status": "ok"}
     known = state.live_worker(worker_id)
@@ -141,14 +144,14 @@ def _finished_jobs(state: MockState, current_tasks: Any) -> list[Any]:
     if not isinstance(current_tasks, list):
         return []
     found = [(tid, state.task_of_job(tid)) for tid in current_tasks]
-    return [tid for tid, task in found if task is not None and task.status not in (QUEUED, RUNNING)]
+    return [tid for tid, task in found if task is not None and task.status not in ACTIVE_STATUSES]
 
 
 @_protocol_errors
 async def next_task(request: web.Request) -> web.StreamResponse:
     """GET /_worker/workers/{worker_id}/tasks/next: 200 with a task or 204 after the hold."""
     state = _state(request)
-    worker_id = _authenticate(request, None, request.match_info["worker_id"])
+    worker_id = authenticate_request(request, None, request.match_info["worker_id"])
 
     def client_gone() -> bool:
         transport = request.transport
@@ -167,7 +170,7 @@ async def task_result(request: web.Request) -> web.StreamResponse:
     """POST /_worker/tasks/result, checked in the orchestrator's order (protocol.md section 9)."""
     body = await _json_body(request)
     state = _state(request)
-    auth_id = _authenticate(request, body)
+    auth_id = authenticate_request(request, body)
     verify_signed(state, _require_object(body), auth_id)
     try:
         result = normalize(parse(TASK_RESULT, body))
@@ -178,58 +181,24 @@ async def task_result(request: web.Request) -> web.StreamResponse:
         raise PermissionError(
             f"Forbidden: Authenticated worker '{auth_id}' cannot submit results for another worker '{sender}'."
         )
-    return protocol_json(await _accept_result(state, result, auth_id))
-
-
-def _ignored(reason: str, message: str) -> dict[str, Any]:
-    log.warning("result ignored (%s): %s", reason, message)
-    return {"status": "ignored", "reason": reason, "message": message}
-
-
-async def _accept_result(state: MockState, result: dict[str, Any], worker_id: Any) -> dict[str, Any]:
-    job_id, task_id = result["job_id"], result["task_id"]
-    task = state.task_of_job(job_id)
-    if task is None:
-        return _ignored("job_not_found", f"Job {job_id} not found (expired or deleted).")
-    if task.worker_id and task.worker_id != worker_id:
-        return _ignored("worker_mismatch", "Forbidden: This task is assigned to a different worker.")
-    if task.task_id != task_id:
-        return _ignored(
-            "stale_task", f"Result ignored: task_id {task_id} is no longer active for job {job_id}."
-        )
-    if task.status not in RESULT_OPEN_STATUSES:
-        return _ignored(
-            "job_already_terminated",
-            f"Result ignored: the job is already in a terminal state ({task.status}).",
-        )
-    status = result.get("status", "success")
-    task.worker_id = task.worker_id or worker_id
-    await state.finish(task, status, result.get("data"), result.get("error"))
-    _log_result(task)
-    if status == FAILURE:
-        return {"status": "accepted", "transition": "failure_handled"}
-    if status == CANCELLED:
-        return {"status": "accepted", "transition": "cancelled_handled"}
-    return {"status": "accepted", "transition": "success_transition"}
-
-
-def _log_result(task: Task) -> None:
-    error = task.error or {}
-    detail = f" ({error.get('code')}: {error.get('message')})" if task.status == FAILURE and error else ""
-    log.info("task %s result: %s%s", task.task_id, task.status, detail)
+    return protocol_json(await accept_result(state, result, auth_id))
 
 
 @_protocol_errors
 async def worker_event(request: web.Request) -> web.StreamResponse:
     """POST /_worker/events: progress events update the task; model errors are 200 replies."""
     body = await _json_body(request)
-    state = _state(request)
-    auth_id = _authenticate(request, body)
+    auth_id = authenticate_request(request, body)
+    return protocol_json(await process_event(_state(request), auth_id, body))
+
+
+async def process_event(state: MockState, auth_id: Any, body: Any) -> dict[str, Any]:
+    """Handle a worker event (HTTP body or WebSocket frame) like WorkerService.process_worker_event."""
     verify_signed(state, _require_object(body), auth_id, ignore_fields=("bubbling_chain",))
     try:
         event = parse(WORKER_EVENT, body)
     except ModelError as exc:
-        return protocol_json({"status": "error", "message": f"Invalid event payload: {exc}"})
+        return {"status": "error", "message": f"Invalid event payload: {exc}"}
     if event["worker_id"] != auth_id:
         raise PermissionError("Immediate sender ID mismatch")
     target = event.get("target_job_id") or event.get("target_task_id")
@@ -240,7 +209,7 @@ async def worker_event(request: web.Request) -> web.StreamResponse:
         payload = event["payload"]
         await state.set_progress(task, payload.get("progress", 0.0), payload.get("message", ""))
         log.info("task %s progress: %s %s", task.task_id, task.progress, task.progress_message or "")
-    return protocol_json({"status": "event_accepted"})
+    return {"status": "event_accepted"}
 
 
 def setup_worker_routes(app: web.Application) -> None:

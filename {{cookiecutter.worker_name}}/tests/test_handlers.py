@@ -12,6 +12,16 @@ import redis.asyncio as aioredis
 TASK_KWARGS = dict(task_id="task-test", job_id="job-test", priority=0)
 
 
+class ProgressLog:
+    """A `send_progress` that records every report."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[float, str]] = []
+
+    async def __call__(self, fraction: float, message: str = "") -> None:
+        self.reports.append((fraction, message))
+
+
 @pytest.fixture
 async def handlers(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModuleType]:
     """my_worker, freshly imported with a configuration that points at a real Redis."""
@@ -43,9 +53,13 @@ async def test_malformed_items_are_an_invalid_input_failure(handlers: ModuleType
     assert "params.items" in result["error"]["message"]
 
 
-async def test_long_task_runs_all_steps_when_not_cancelled(handlers: ModuleType) -> None:
-    result = await handlers.long_running_task({"steps": 3, "step_seconds": 0}, **TASK_KWARGS)
+async def test_long_task_runs_all_steps_and_reports_progress_before_each(handlers: ModuleType) -> None:
+    progress = ProgressLog()
+    result = await handlers.long_running_task(
+        {"steps": 3, "step_seconds": 0}, task_id="task-test", send_progress=progress
+    )
     assert result == dict(status="success", data=dict(completed_steps=3))
+    assert progress.reports == [(0.0, "step 1 of 3"), (1 / 3, "step 2 of 3"), (2 / 3, "step 3 of 3")]
 
 
 async def test_long_task_stops_when_the_orchestrator_sets_the_cancel_flag(
@@ -55,5 +69,9 @@ async def test_long_task_stops_when_the_orchestrator_sets_the_cancel_flag(
     # What the orchestrator writes on cancel (protocol.md section 10).
     await client.set("orchestrator:task_cancel:task-test", "1", ex=3600)
     await client.aclose()
-    result = await handlers.long_running_task({"steps": 3, "step_seconds": 0}, **TASK_KWARGS)
+    progress = ProgressLog()
+    result = await handlers.long_running_task(
+        {"steps": 3, "step_seconds": 0}, task_id="task-test", send_progress=progress
+    )
     assert result == dict(status="cancelled", data=dict(completed_steps=0))
+    assert progress.reports == []

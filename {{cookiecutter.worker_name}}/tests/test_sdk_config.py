@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,12 @@ ALL_VARS = (
     "WORKER_HEARTBEAT_INTERVAL",
     "WORKER_POLL_TIMEOUT",
     "LOG_LEVEL",
+    "WORKER_SHUTDOWN_TIMEOUT",
+    "WORKER_SPOOL_DIR",
+    "WORKER_LOG_FORMAT",
+    "WORKER_HEALTH_FILE",
+    "WORKER_CANCEL_CHECK_INTERVAL",
+    "ORCHESTRATOR_SECRET_KEY",
 )
 
 
@@ -58,6 +65,12 @@ def test_defaults_match_the_documented_contract() -> None:
     assert config.heartbeat_interval == 15.0
     assert config.poll_timeout == 75.0
     assert config.log_level == "INFO"
+    assert config.shutdown_timeout == 30.0
+    assert config.spool_path == Path(tempfile.gettempdir()) / "avtomatika-worker" / config.worker_id
+    assert config.log_format == "text"
+    assert config.health_path == Path(tempfile.gettempdir()) / "avtomatika-worker.health"
+    assert config.cancel_check_interval == 0.5
+    assert config.orchestrator_secret_key is None
 
 
 def test_every_variable_is_read() -> None:
@@ -70,6 +83,12 @@ def test_every_variable_is_read() -> None:
         WORKER_HEARTBEAT_INTERVAL="2.5",
         WORKER_POLL_TIMEOUT="90",
         LOG_LEVEL="debug",
+        WORKER_SHUTDOWN_TIMEOUT="0",
+        WORKER_SPOOL_DIR="/var/lib/worker/spool",
+        WORKER_LOG_FORMAT="JSON",
+        WORKER_HEALTH_FILE="/run/worker.health",
+        WORKER_CANCEL_CHECK_INTERVAL="0.25",
+        ORCHESTRATOR_SECRET_KEY="orch-secret",
     )
     assert config.orchestrator_url == "https://orch.example.com:8443"
     assert config.worker_id == "inventory-worker-01"
@@ -79,6 +98,12 @@ def test_every_variable_is_read() -> None:
     assert config.heartbeat_interval == 2.5
     assert config.poll_timeout == 90.0
     assert config.log_level == "DEBUG"
+    assert config.shutdown_timeout == 0.0
+    assert config.spool_path == Path("/var/lib/worker/spool")
+    assert config.log_format == "json"
+    assert config.health_path == Path("/run/worker.health")
+    assert config.cancel_check_interval == 0.25
+    assert config.orchestrator_secret_key == "orch-secret"
 
 
 def test_default_worker_id_is_sanitised() -> None:
@@ -135,6 +160,12 @@ def test_missing_required_variable_names_it_with_an_example(name: str) -> None:
         ("WORKER_POLL_TIMEOUT", "-1", "> 0"),
         ("WORKER_POLL_TIMEOUT", "nan", "> 0"),
         ("LOG_LEVEL", "LOUD", "DEBUG/INFO/WARNING/ERROR/CRITICAL"),
+        ("WORKER_SHUTDOWN_TIMEOUT", "-1", ">= 0"),
+        ("WORKER_SHUTDOWN_TIMEOUT", "inf", ">= 0"),
+        ("WORKER_SHUTDOWN_TIMEOUT", "a while", ">= 0"),
+        ("WORKER_LOG_FORMAT", "xml", "text/json"),
+        ("WORKER_CANCEL_CHECK_INTERVAL", "0", "> 0"),
+        ("WORKER_CANCEL_CHECK_INTERVAL", "often", "> 0"),
     ],
 )
 def test_invalid_value_message_names_variable_value_rule_and_example(
@@ -156,8 +187,17 @@ def test_invalid_token_message_never_shows_the_token() -> None:
     assert message.startswith("WORKER_TOKEN=<hidden, 10 characters> is invalid")
 
 
-def test_token_is_not_in_the_config_repr() -> None:
-    assert "s3cret-token" not in repr(config_with())
+def test_invalid_orchestrator_secret_message_never_shows_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_with(ORCHESTRATOR_SECRET_KEY="my secret")
+    assert "my secret" not in str(info.value)
+    assert str(info.value).startswith("ORCHESTRATOR_SECRET_KEY=<hidden, 9 characters> is invalid")
+
+
+def test_secrets_are_not_in_the_config_repr() -> None:
+    text = repr(config_with(ORCHESTRATOR_SECRET_KEY="orch-secret"))
+    assert "s3cret-token" not in text
+    assert "orch-secret" not in text
 
 
 def test_empty_optional_variable_falls_back_to_default() -> None:
@@ -192,4 +232,30 @@ def test_run_with_bad_config_prints_one_line_and_exits_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "WORKER_TOKEN is not set" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WORKER_MAX_CONCURRENT_TASKS", "many"),
+        ("WORKER_ENABLE_WEBSOCKETS", "perhaps"),
+        ("WORKER_SHUTDOWN_TIMEOUT", "-5"),
+        ("WORKER_LOG_FORMAT", "yaml"),
+        ("ORCHESTRATOR_URL", "orchestrator:8080"),
+    ],
+)
+@pytest.mark.usefixtures("clean_environ")
+def test_run_with_a_malformed_value_names_it_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.environ.update(REQUIRED)
+    os.environ[name] = value
+    with pytest.raises(SystemExit) as info:
+        Worker(worker_type="inventory-checker").run()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"configuration error: {name}={value!r} is invalid: ")
     assert "Traceback" not in err

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from avtomatika_worker import InvalidInputError, PermanentError, TransientError
 from avtomatika_worker.executor import Outcome, RegisteredHandler, execute, normalise_result
 from avtomatika_worker.typing import PERMANENT_ERROR, TRANSIENT_ERROR
 
@@ -107,7 +108,7 @@ def test_malformed_return_value_becomes_clear_permanent_failure(value: Any, frag
     assert fragment in outcome.error["message"]
 
 
-async def test_handler_with_var_kwargs_receives_task_id_job_id_priority() -> None:
+async def test_handler_with_var_kwargs_receives_every_task_kwarg() -> None:
     seen: dict[str, Any] = dict()
 
     async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -115,7 +116,47 @@ async def test_handler_with_var_kwargs_receives_task_id_job_id_priority() -> Non
         return dict()
 
     await run_handler(handler)
-    assert seen == dict(task_id="task-1", job_id="job-1", priority=3, params=dict(items=["apple"]))
+    assert callable(seen.pop("send_progress"))
+    assert seen == dict(
+        task_id="task-1", job_id="job-1", priority=3, deadline=None, params=dict(items=["apple"])
+    )
+
+
+async def test_float_deadline_is_passed_as_an_epoch_float() -> None:
+    seen: list[Any] = []
+
+    async def handler(params: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+        seen.append(deadline)
+        return dict()
+
+    await run_handler(handler, dict(TASK, deadline=1795871651.679986))
+    await run_handler(handler, dict(TASK, deadline=1795871651))
+    assert seen == [1795871651.679986, 1795871651.0]
+    assert isinstance(seen[1], float)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (PermanentError("no such warehouse"), "PERMANENT_ERROR"),
+        (InvalidInputError("items must be a list"), "INVALID_INPUT_ERROR"),
+        (TransientError("warehouse busy"), "TRANSIENT_ERROR"),
+    ],
+)
+async def test_task_failure_exceptions_map_to_their_error_codes(exc: Exception, code: str) -> None:
+    async def handler(params: dict[str, Any]) -> dict[str, Any]:
+        raise exc
+
+    outcome = await run_handler(handler)
+    assert outcome.to_message() == dict(status="failure", error=dict(code=code, message=str(exc)))
+
+
+async def test_task_failure_details_are_sent_when_json() -> None:
+    async def handler(params: dict[str, Any]) -> dict[str, Any]:
+        raise PermanentError("bad sku", details=dict(sku="X-1"))
+
+    outcome = await run_handler(handler)
+    assert outcome.error == dict(code="PERMANENT_ERROR", message="bad sku", details=dict(sku="X-1"))
 
 
 async def test_handler_gets_only_the_keyword_arguments_it_declares() -> None:

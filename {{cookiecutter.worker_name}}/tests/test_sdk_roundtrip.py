@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,7 +39,7 @@ async def client(orchestrator_url: str) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def build_worker(orchestrator_url: str) -> Worker:
+def build_worker(orchestrator_url: str, tmp_path: Path) -> Worker:
     config = WorkerConfig(
         worker_type="inventory-checker",
         orchestrator_url=orchestrator_url,
@@ -47,8 +48,11 @@ def build_worker(orchestrator_url: str) -> Worker:
         max_concurrent_tasks=2,
         heartbeat_interval=15.0,
         poll_timeout=75.0,
+        shutdown_timeout=5.0,
+        spool_dir=str(tmp_path / "spool"),
+        health_file=str(tmp_path / "health.json"),
     )
-    worker = Worker(worker_type="inventory-checker", config=config, shutdown_grace=5.0)
+    worker = Worker(worker_type="inventory-checker", config=config)
 
     @worker.task("check_inventory")
     async def check_inventory(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -80,9 +84,9 @@ async def finished(client: aiohttp.ClientSession, task_id: str) -> dict[str, Any
 
 
 async def test_worker_registers_and_completes_tasks_end_to_end(
-    orchestrator_url: str, client: aiohttp.ClientSession
+    orchestrator_url: str, client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    async with build_worker(orchestrator_url):
+    async with build_worker(orchestrator_url, tmp_path):
         async with client.get("/api/v1/workers") as response:
             workers = (await response.json())["workers"]
         assert [w["worker_id"] for w in workers] == [WORKER_ID]
@@ -103,15 +107,20 @@ async def test_worker_registers_and_completes_tasks_end_to_end(
     assert ok["worker_id"] == WORKER_ID
     assert custom["status"] == "out_of_stock"
     assert custom["data"] == dict(missing_item="unavailable_item")
-    assert failed["status"] == "failure"
-    assert failed["error"] == dict(code=TRANSIENT_ERROR, message="warehouse API unreachable")
+    # Any exception is a TRANSIENT_ERROR: the orchestrator retries it 3 times, then quarantines the job.
+    assert failed["status"] == "quarantined"
+    assert len(failed["attempts"]) == 4
+    assert all(
+        a["error"] == dict(code=TRANSIENT_ERROR, message="warehouse API unreachable")
+        for a in failed["attempts"]
+    )
 
 
 async def test_task_queued_before_the_worker_started_is_picked_up(
-    orchestrator_url: str, client: aiohttp.ClientSession
+    orchestrator_url: str, client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     task_id = await submit(client, "check_inventory", dict(items=["apple"]))
-    async with build_worker(orchestrator_url):
+    async with build_worker(orchestrator_url, tmp_path):
         done = await finished(client, task_id)
     assert done["status"] == "success"
     assert done["data"]["items_checked"] == 1

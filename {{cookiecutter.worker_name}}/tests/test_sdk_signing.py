@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import time
 
-from avtomatika_worker.signing import canonical_json, seal, sign
+from avtomatika_worker.signing import canonical_json, seal, sign, sign_task, task_signature_problem
 
 # Golden vector computed once with rxon 1.0b17 (the orchestrator's own code, /tmp/orch/x/rxon):
 #   d = rxon.utils.to_dict(GOLDEN_MESSAGE); d.pop("security"); d.pop("_signature")
@@ -85,3 +85,36 @@ def test_seal_returns_new_dict_with_fresh_nonce_each_time() -> None:
 def test_seal_replaces_a_stale_security_member() -> None:
     sealed = seal(dict(worker_id="w-1", security=dict(signature="old")), "w-1", "secret")
     assert sealed["security"]["signature"] != "old"
+
+
+# Computed with rxon 1.0b17: sign_payload(GOLDEN_TASK, "orch-secret", ignore_fields=["sig", "orchestrator_signature"])
+GOLDEN_TASK = dict(
+    job_id="j-1",
+    task_id="task-1",
+    type="check",
+    params=dict(items=["apple"], w=2.0),
+    priority=0,
+    step=1,
+    timestamp=1795871513,
+    tracing_context=dict(),
+    deadline=1795871651.679986,
+    security=dict(x=1),
+)
+GOLDEN_TASK_SIG = "28066f770b5ef7fe70780de8418c4336a96d8cf0512e0666a1fc58a82122f144"
+
+
+def test_task_sig_matches_the_orchestrator_golden_vector() -> None:
+    assert sign_task(GOLDEN_TASK, "orch-secret") == GOLDEN_TASK_SIG
+    signed = dict(GOLDEN_TASK, sig=GOLDEN_TASK_SIG, unknown=None)
+    assert task_signature_problem(signed, "orch-secret") is None
+
+
+def test_task_sig_problems_are_named() -> None:
+    assert "no orchestrator signature" in (task_signature_problem(dict(GOLDEN_TASK), "orch-secret") or "")
+    forged = dict(GOLDEN_TASK, sig=GOLDEN_TASK_SIG, params=dict(items=["pear"]))
+    assert "does not match" in (task_signature_problem(forged, "orch-secret") or "")
+    assert "does not match" in (task_signature_problem(dict(signed_copy()), "other-secret") or "")
+
+
+def signed_copy() -> dict[str, object]:
+    return dict(GOLDEN_TASK, sig=GOLDEN_TASK_SIG)

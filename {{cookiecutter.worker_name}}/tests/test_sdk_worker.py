@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from avtomatika_worker import RegistrationError, Worker, WorkerConfig
+from avtomatika_worker import Backoff, RegistrationError, Worker, WorkerConfig
 from avtomatika_worker.signing import sign
 
 TOKEN = "fake-worker-token"
@@ -47,6 +48,8 @@ class FakeOrchestrator:
     tasks: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     results: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     bad_signatures: int = 0
+    gzip_tasks: bool = False
+    gzip_sent: int = 0
 
     def bodies(self, method: str, path_end: str) -> list[Any]:
         return [b for m, p, _, b in self.requests if m == method and p.endswith(path_end)]
@@ -78,7 +81,11 @@ class FakeOrchestrator:
             task = await asyncio.wait_for(self.tasks.get(), self.poll_hold)
         except TimeoutError:
             return web.Response(status=204)
-        return web.json_response(task)
+        response = web.json_response(task)
+        if self.gzip_tasks:
+            self.gzip_sent += 1
+            response.enable_compression(web.ContentCoding.gzip)
+        return response
 
     async def result(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -94,6 +101,12 @@ class FakeOrchestrator:
         return app
 
 
+@pytest.fixture(autouse=True)
+def isolated_tempdir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default spool and liveness paths live under the temp dir: give each test its own."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeOrchestrator, str]]:
     orchestrator = FakeOrchestrator()
@@ -103,9 +116,7 @@ async def fake() -> AsyncIterator[tuple[FakeOrchestrator, str]]:
     await server.close()
 
 
-def make_worker(
-    url: str, sleep: Callable[[float], Awaitable[None]] | None = None, **overrides: Any
-) -> Worker:
+def make_worker(url: str, backoff: Backoff | None = None, **overrides: Any) -> Worker:
     settings: dict[str, Any] = dict(
         worker_type="inventory-checker",
         orchestrator_url=url,
@@ -113,12 +124,10 @@ def make_worker(
         worker_id=WORKER_ID,
         heartbeat_interval=30.0,
         poll_timeout=10.0,
+        shutdown_timeout=5.0,
     )
     settings.update(overrides)
-    kwargs: dict[str, Any] = dict(config=WorkerConfig(**settings), shutdown_grace=5.0)
-    if sleep is not None:
-        kwargs["sleep"] = sleep
-    worker = Worker(worker_type="inventory-checker", **kwargs)
+    worker = Worker(worker_type="inventory-checker", config=WorkerConfig(**settings), backoff=backoff)
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -175,20 +184,30 @@ async def test_null_reply_to_a_signed_heartbeat_also_triggers_reregistration(
         assert len(orchestrator.bodies("POST", "/workers/register")) == 2
 
 
-async def test_transient_errors_are_retried_with_bounded_delay(fake: tuple[FakeOrchestrator, str]) -> None:
+async def test_transient_errors_are_retried_with_full_jitter_capped_backoff(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
     orchestrator, url = fake
-    orchestrator.register_replies += [(503, dict(error="busy")), (429, dict(error="Too Many Requests"))]
+    orchestrator.register_replies += [(503, dict(error="busy"))] * 4 + [
+        (429, dict(error="Too Many Requests"))
+    ]
+    bounds: list[tuple[float, float]] = []
     delays: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append((low, high))
+        return high / 2
 
     async def no_sleep(seconds: float) -> None:
         delays.append(seconds)
 
-    async with make_worker(url, sleep=no_sleep):
+    async with make_worker(url, Backoff(base=0.5, cap=3.0, uniform=uniform, sleep=no_sleep)):
         pass
     registrations = orchestrator.bodies("POST", "/workers/register")
-    assert len(registrations) == 3
-    assert delays == [1.0, 2.0]
-    assert len({r["nonce"] for r in registrations}) == 3  # re-sealed on every attempt
+    assert len(registrations) == 6
+    assert bounds == [(0.0, 0.5), (0.0, 1.0), (0.0, 2.0), (0.0, 3.0), (0.0, 3.0)]  # full jitter, capped
+    assert delays == [0.25, 0.5, 1.0, 1.5, 1.5]
+    assert len({r["nonce"] for r in registrations}) == 6  # re-sealed on every attempt
 
 
 async def test_rejected_registration_raises_with_the_orchestrator_error(
@@ -282,6 +301,163 @@ async def test_runs_up_to_max_concurrent_tasks_at_once(fake: tuple[FakeOrchestra
 
 async def worker_heartbeat(worker: Worker, orchestrator: FakeOrchestrator) -> dict[str, Any]:
     """Trigger one heartbeat now and return the body the orchestrator received."""
-    await worker._heartbeat_once()
+    assert worker._heartbeater is not None
+    await worker._heartbeater.beat()
     body: dict[str, Any] = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")[-1]
     return body
+
+
+async def test_same_job_step_redelivered_with_a_new_task_id_runs_twice_and_reports_both(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url, max_concurrent_tasks=2)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    @worker.task("slow")
+    async def slow(params: dict[str, Any], task_id: str) -> dict[str, Any]:
+        started.append(task_id)
+        await release.wait()
+        return dict(data=dict(task=task_id))
+
+    async with worker:
+        await orchestrator.tasks.put(dict(job_id="job-7", task_id="task-a", type="slow", params=dict()))
+        await orchestrator.tasks.put(dict(job_id="job-7", task_id="task-b", type="slow", params=dict()))
+        await eventually(lambda: len(started) == 2)
+        heartbeat = await worker_heartbeat(worker, orchestrator)
+        assert heartbeat["current_tasks"] == ["job-7"]
+        release.set()
+        results = [await asyncio.wait_for(orchestrator.results.get(), 5) for _ in range(2)]
+    assert sorted((r["task_id"], r["data"]["task"]) for r in results) == [
+        ("task-a", "task-a"),
+        ("task-b", "task-b"),
+    ]
+
+
+async def test_gzip_task_with_unknown_fields_and_float_deadline_is_run(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    seen: list[Any] = []
+    worker = make_worker(url)
+
+    @worker.task("deadline")
+    async def with_deadline(params: dict[str, Any], deadline: float | None) -> dict[str, Any]:
+        seen.append(deadline)
+        return dict()
+
+    orchestrator.gzip_tasks = True
+    async with worker:
+        padding = "x" * 2000  # large enough that compression matters
+        await orchestrator.tasks.put(
+            task(1, task_type="deadline", deadline=1795871651.679986, future_field=dict(a=padding), step=3)
+        )
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+    assert orchestrator.gzip_sent == 1
+    assert result["status"] == "success"
+    assert seen == [1795871651.679986]
+
+
+SECRET = "orchestrator-secret-key"
+
+
+@pytest.mark.parametrize(("mutate", "runs"), [("none", True), ("tamper", False), ("drop", False)])
+async def test_task_signature_is_verified_when_the_secret_is_set(
+    fake: tuple[FakeOrchestrator, str], mutate: str, runs: bool
+) -> None:
+    from avtomatika_worker.signing import sign_task
+
+    orchestrator, url = fake
+    ran: list[str] = []
+    worker = make_worker(url, orchestrator_secret_key=SECRET)
+
+    @worker.task("signed")
+    async def signed(params: dict[str, Any], task_id: str) -> dict[str, Any]:
+        ran.append(task_id)
+        return dict()
+
+    payload = task(1, task_type="signed", deadline=1795871651.5, security=dict(a=1), step=1)
+    payload["sig"] = sign_task(payload, SECRET)
+    if mutate == "tamper":
+        payload["params"] = dict(items=["forged"])
+    elif mutate == "drop":
+        del payload["sig"]
+    async with worker:
+        await orchestrator.tasks.put(payload)
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+    assert bool(ran) is runs
+    if runs:
+        assert result["status"] == "success"
+    else:
+        assert result["status"] == "failure"
+        assert result["error"]["code"] == "SECURITY_ERROR"
+        assert (
+            "ORCHESTRATOR_SECRET_KEY" in result["error"]["message"]
+            or "no orchestrator" in (result["error"]["message"])
+        )
+
+
+async def test_heartbeat_reply_cancelling_the_job_reports_cancelled_not_success(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url)
+    started = asyncio.Event()
+
+    @worker.task("slow")
+    async def slow(params: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        await asyncio.Event().wait()  # until cancelled
+        return dict()
+
+    async with worker:
+        await orchestrator.tasks.put(task(1, task_type="slow"))
+        await asyncio.wait_for(started.wait(), 5)
+        orchestrator.heartbeat_replies.append((200, dict(status="ok", cancel_task_ids=["job-1"])))
+        await worker_heartbeat(worker, orchestrator)
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+    assert result["status"] == "cancelled"
+    assert "data" not in result and "error" not in result
+
+
+async def test_a_freed_slot_is_reported_idle_promptly(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url, max_concurrent_tasks=1)
+    release = asyncio.Event()
+
+    @worker.task("slow")
+    async def slow(params: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return dict()
+
+    def statuses() -> list[str]:
+        return [b["status"] for b in orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}") if b]
+
+    async with worker:  # heartbeat_interval is 30 s: only status changes can explain new heartbeats
+        await orchestrator.tasks.put(task(1, task_type="slow"))
+        await eventually(lambda: statuses()[-1:] == ["busy"])
+        release.set()
+        await eventually(lambda: statuses()[-1:] == ["idle"])
+    assert statuses() == ["idle", "busy", "idle"]
+
+
+async def test_token_never_appears_in_logs(
+    fake: tuple[FakeOrchestrator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator, url = fake
+    orchestrator.register_replies.append((503, dict(error="busy")))
+    orchestrator.result_replies.append((403, dict(error="Invalid cryptographic signature")))
+    worker = make_worker(url, backoff=Backoff(base=0.01, cap=0.02))
+
+    @worker.task("boom")
+    async def boom(params: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.DEBUG):
+        async with worker:
+            await orchestrator.tasks.put(task(1, task_type="boom"))
+            await asyncio.wait_for(orchestrator.results.get(), 5)
+            await asyncio.wait_for(orchestrator.results.get(), 5)  # resent after the 403
+    assert "boom" in caplog.text
+    assert TOKEN not in caplog.text

@@ -4,7 +4,14 @@ from avtomatika import Blueprint
 
 # Pitfalls of avtomatika 1.0b30 (protocol.md §14): no annotations on handlers (they become input/output
 # schemas), transitions written as literal dicts, and only an end state named `finished` gives job
-# status `finished`.
+# status `finished`. A worker's `cancelled` result leaves the job `cancelled` as long as there is no
+# `cancelled` transition, so none is declared.
+#
+# Every step has a wall-clock `result_timeout_seconds`: without one, 1.0b30's watcher compares a
+# monotonic deadline with wall-clock time and re-dispatches any task still running after ~20 s
+# (protocol.md §11). The task then also carries a float `deadline`.
+
+RESULT_TIMEOUT_SECONDS = 600
 
 inventory = Blueprint("inventory", api_endpoint="/jobs/inventory", api_version="v1")
 
@@ -15,6 +22,7 @@ async def start(initial_data, actions):
         task_type="check_inventory",
         params=dict(initial_data),
         transitions={"success": "finished", "out_of_stock": "out_of_stock"},
+        result_timeout_seconds=RESULT_TIMEOUT_SECONDS,
     )
 
 
@@ -37,6 +45,7 @@ async def begin(initial_data, actions):
         task_type="long_running_task",
         params=dict(initial_data),
         transitions={"success": "finished"},
+        result_timeout_seconds=RESULT_TIMEOUT_SECONDS,
     )
 
 

@@ -1,0 +1,187 @@
+"""The REAL orchestrator (avtomatika, pinned) on a throw-away redis-server, and baked workers against it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from processes import (
+    ORCHESTRATOR_DIR,
+    answers,
+    free_port,
+    http_json,
+    logged_process,
+    orchestrator_python,
+    redis_server,
+    wait_for,
+)
+
+WORKER_TOKEN = "interop-worker-token"
+CLIENT_TOKEN = "interop-client-token"
+TERMINAL = frozenset({"finished", "failed", "error", "quarantined", "cancelled"})
+TEST_BLUEPRINTS = Path(__file__).with_name("blueprints")
+SCENARIO_WORKER = Path(__file__).with_name("scenario_worker.py")
+
+
+@dataclass
+class RealOrchestrator:
+    """The client API and log of a running real orchestrator."""
+
+    base_url: str
+    redis_url: str
+    log: Path
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the client API with the client token."""
+        return http_json(method, self.base_url + path, body, {"X-Client-Token": CLIENT_TOKEN})
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """The live worker records by id."""
+        records = self.api("GET", "/api/v1/workers")
+        return (
+            {w["worker_id"]: w for w in records if isinstance(w, dict)} if isinstance(records, list) else {}
+        )
+
+    def create_job(self, blueprint: str, initial_data: dict[str, Any], **options: Any) -> str:
+        """POST a job (options: result_timeout, dispatch_timeout, ...) and return its id."""
+        reply = self.api("POST", f"/api/v1/jobs/{blueprint}", {"initial_data": initial_data, **options})
+        return str(reply["job_id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """The detailed job record (DETAILED_API_RESPONSES=true)."""
+        return dict(self.api("GET", f"/api/v1/jobs/{job_id}"))
+
+    def wait_job(
+        self, job_id: str, done: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30
+    ) -> dict[str, Any]:
+        """Re-read the job until `done(job)`; fail naming `what` and the last record."""
+        seen: dict[str, Any] = {}
+
+        def check() -> bool:
+            seen.clear()
+            seen.update(self.job(job_id))
+            return done(seen)
+
+        wait_for(check, timeout, f"job {job_id}: {what}; last seen {seen}")
+        return seen
+
+    def run_job(
+        self, blueprint: str, initial_data: dict[str, Any], timeout: float = 30, **options: Any
+    ) -> dict:
+        """Create a job and wait for a terminal status."""
+        job_id = self.create_job(blueprint, initial_data, **options)
+        return self.wait_job(job_id, lambda j: j.get("status") in TERMINAL, "a terminal status", timeout)
+
+    def cancel(self, job_id: str) -> Any:
+        """Cancel a job through the client API."""
+        return self.api("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    def wait_log(self, text: str, what: str, timeout: float = 30) -> None:
+        """Wait until the orchestrator's log holds `text`."""
+        wait_for(lambda: text in self.log.read_text(errors="replace"), timeout, what)
+
+
+def blueprints_dir(root: Path) -> Path:
+    """A BLUEPRINTS_DIR holding the generated project's sample blueprints and the test-only ones."""
+    target = root / "blueprints"
+    target.mkdir(parents=True, exist_ok=True)
+    for source in (ORCHESTRATOR_DIR / "blueprints", TEST_BLUEPRINTS):
+        for file in source.glob("*.py"):
+            if file.name != "__init__.py":
+                shutil.copy(file, target / file.name)
+    return target
+
+
+@contextmanager
+def real_orchestrator(
+    workdir: Path, *, workers_toml: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[RealOrchestrator]:
+    """Start redis-server and the real orchestrator (app.py of the generated project) on loopback."""
+    python = orchestrator_python()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with redis_server() as redis_url:
+        environment = {
+            **os.environ,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "REDIS_URL": redis_url,
+            "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
+            "CLIENT_TOKEN": CLIENT_TOKEN,
+            "RATE_LIMITING_ENABLED": "false",
+            "DETAILED_API_RESPONSES": "true",
+            "LOG_LEVEL": "INFO",
+            "BLUEPRINTS_DIR": str(blueprints_dir(workdir)),
+            **(env or {}),
+        }
+        if workers_toml is not None:
+            (workdir / "workers.toml").write_text(workers_toml)
+            environment["WORKERS_CONFIG_PATH"] = str(workdir / "workers.toml")
+        log = workdir / "orchestrator.log"
+        with logged_process([str(python), "app.py"], environment, log, ORCHESTRATOR_DIR) as proc:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_for(
+                lambda: proc.poll() is not None or answers(base_url + "/_public/status"),
+                60,
+                "the orchestrator",
+            )
+            assert proc.poll() is None, log.read_text()[-3000:]
+            yield RealOrchestrator(base_url, redis_url, log)
+
+
+@dataclass
+class RunningWorker:
+    """A baked worker process."""
+
+    worker_id: str
+    log: Path
+    alive: Callable[[], bool]
+
+    def tail(self) -> str:
+        """The end of its log, for failure messages."""
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def baked_worker(
+    orchestrator: RealOrchestrator,
+    project: Path,
+    worker_id: str,
+    *,
+    script: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[RunningWorker]:
+    """Run my_worker.py (or a scenario script importing it) of a baked project until registered and idle."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
+        "ORCHESTRATOR_URL": orchestrator.base_url,
+        "WORKER_TOKEN": WORKER_TOKEN,
+        "WORKER_ID": worker_id,
+        "REDIS_URL": orchestrator.redis_url,
+        "WORKER_ENABLE_WEBSOCKETS": "false",
+        "WORKER_SPOOL_DIR": str(project.parent / f"spool-{worker_id}"),
+        "WORKER_HEALTH_FILE": str(project.parent / f"health-{worker_id}.json"),
+        **(env or {}),
+    }
+    log = project.parent / f"{worker_id}.log"
+    args = [sys.executable, str(script or project / "my_worker.py")]
+    with logged_process(args, environment, log, project) as proc:
+        worker = RunningWorker(worker_id, log, lambda: proc.poll() is None)
+
+        def idle() -> bool:
+            if not worker.alive():
+                return True
+            record = orchestrator.workers().get(worker_id)
+            return record is not None and record.get("status", "idle") == "idle"
+
+        wait_for(idle, 30, f"worker {worker_id} to register")
+        assert worker.alive(), worker.tail()
+        yield worker
+        assert worker.alive(), f"worker {worker_id} died:\n{worker.tail()}"

@@ -1,0 +1,64 @@
+"""`python -m avtomatika_worker.health`: exit 0 when the worker's liveness file says it is healthy.
+
+Used by the image's HEALTHCHECK (no curl, no port). Healthy means: the file `WORKER_HEALTH_FILE` says
+`ok` and was written less than `3 x WORKER_HEARTBEAT_INTERVAL + WORKER_POLL_TIMEOUT` seconds ago.
+Otherwise one line says why, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from .config import WorkerConfig, load_env_file
+from .errors import ConfigError
+from .liveness import OK, read_liveness
+
+# Placeholders for the two required variables: the check needs neither, but WorkerConfig does.
+_PLACEHOLDERS = {"ORCHESTRATOR_URL": "http://localhost", "WORKER_TOKEN": "unused-by-health-check"}
+
+
+def max_age(config: WorkerConfig) -> float:
+    """How old the file may be before the worker counts as stuck."""
+    return 3 * config.heartbeat_interval + config.poll_timeout
+
+
+def check(path: Path, oldest: float, now: float) -> str | None:
+    """Return why the worker is unhealthy, or None when it is healthy."""
+    try:
+        data = read_liveness(path)
+    except FileNotFoundError:
+        return f"no liveness file at {path} (the worker has not reached the orchestrator yet, or stopped)"
+    except (OSError, ValueError) as exc:
+        return f"cannot read the liveness file {path}: {exc}"
+    age = now - float(data["updated"])
+    if data.get("status") != OK:
+        return f"the worker reports {data.get('status')!r}: it cannot reach the orchestrator"
+    if age > oldest:
+        return f"the liveness file is {age:.0f} s old (limit {oldest:.0f} s): the worker looks stuck"
+    return None
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    """Check the liveness file named by the environment; print the problem and return 1 if unhealthy."""
+    if environ is None:
+        load_env_file()
+        environ = os.environ
+    env = {**_PLACEHOLDERS, **{k: v for k, v in environ.items() if v.strip()}}
+    try:
+        config = WorkerConfig.from_env("health-check", env)
+    except ConfigError as exc:
+        print(f"unhealthy: configuration error: {exc}", file=sys.stderr)
+        return 1
+    problem = check(config.health_path, max_age(config), time.time())
+    if problem is not None:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

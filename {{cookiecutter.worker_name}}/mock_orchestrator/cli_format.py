@@ -1,0 +1,105 @@
+"""Human-readable output of ``python -m mock_orchestrator.cli``: durations, tables, task details."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut at ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def compact(value: Any, limit: int = 100) -> str:
+    """One-line JSON, cut at ``limit`` characters."""
+    return shorten(json.dumps(value, ensure_ascii=False), limit)
+
+
+def seconds(value: float) -> str:
+    """A duration for people: 12 ms, 3.4 s, 2 min 5 s."""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 10:
+        return f"{value:.1f} s"
+    return f"{value:.0f} s" if value < 90 else f"{value // 60:.0f} min {value % 60:.0f} s"
+
+
+def clock(epoch: float | None) -> str:
+    """Local wall-clock time of an epoch, or '-'."""
+    return time.strftime("%H:%M:%S", time.localtime(epoch)) if epoch else "-"
+
+
+def duration(task: Mapping[str, Any], now: float) -> str:
+    """How long the task waited (queued), has run (running) or ran (done)."""
+    if task["status"] == "queued":
+        return f"waiting {seconds(max(0.0, now - task['created_at']))}"
+    started = task.get("started_at")
+    if not started:
+        return "-"
+    end = task.get("finished_at") or (now if task["status"] == "running" else None)
+    return seconds(max(0.0, end - started)) if end else "-"
+
+
+def outcome(task: Mapping[str, Any]) -> str:
+    """The result in one line: data, the error, progress, or the orchestrator's explanation."""
+    error = task.get("error")
+    if error:
+        return f"{error.get('code', 'ERROR')}: {error.get('message', '')}"
+    if task.get("data") is not None:
+        return compact(task["data"])
+    if task["status"] == "running" and isinstance(task.get("progress"), (int, float)):
+        return f"{task['progress'] * 100:.0f}% {task.get('progress_message') or ''}".rstrip()
+    return str(task.get("error_message") or "")
+
+
+def table(rows: list[list[str]]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def task_table(tasks: list[dict[str, Any]], now: float) -> str:
+    """The tasks as a table, one per line."""
+    rows = [["TASK", "TYPE", "STATUS", "WORKER", "SUBMITTED", "DURATION", "RESULT"]]
+    for t in tasks:
+        rows.append([
+            t["task_id"], t["type"], t["status"], t.get("worker_id") or "-", clock(t["created_at"]),
+            duration(t, now), shorten(outcome(t), 60),
+        ])  # fmt: skip
+    return table(rows)
+
+
+def task_details(task: Mapping[str, Any], now: float) -> str:
+    """Every field of one task, one per line."""
+    lines = [
+        ("task", task["task_id"]), ("type", task["type"]), ("status", task["status"]),
+        ("worker", task.get("worker_id") or "-"), ("priority", f"{task['priority']:g}"),
+        ("submitted", clock(task["created_at"])), ("started", clock(task.get("started_at"))),
+        ("finished", clock(task.get("finished_at"))), ("duration", duration(task, now)),
+    ]  # fmt: skip
+    if task.get("deadline"):
+        lines.append(("deadline", clock(task["deadline"])))
+    attempts = task.get("attempts") or []
+    if len(attempts) > 1:
+        lines.append(("attempts", ", ".join(f"{a['task_id']} {a['status']}" for a in attempts)))
+    lines.append(("params", compact(task["params"], 400)))
+    if task.get("data") is not None:
+        lines.append(("data", compact(task["data"], 400)))
+    error = task.get("error")
+    if error:
+        lines.append(("error", f"{error.get('code', 'ERROR')}: {error.get('message', '')}"))
+    if task.get("error_message"):
+        lines.append(("explanation", str(task["error_message"])))
+    return "\n".join(f"{name:<12}{value}" for name, value in lines)
+
+
+def change_line(task: Mapping[str, Any]) -> str:
+    """One line of ``watch`` output."""
+    worker = f" on {task['worker_id']}" if task.get("worker_id") else ""
+    detail = outcome(task)
+    return f"{clock(time.time())}  {task['task_id']}  {task['type']}  {task['status']}{worker}" + (
+        f"  {detail}" if detail else ""
+    )

@@ -1,0 +1,172 @@
+"""Test helpers for the SDK runtime tests: the mock orchestrator on loopback, a fault-injecting proxy
+in front of it, and small waiting helpers (no fixed sleeps: conditions are polled with a deadline)."""
+
+# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from avtomatika_worker import Backoff, Worker, WorkerConfig
+from mock_orchestrator import MockSettings, create_app
+
+WORKER_TOKEN = "runtime-worker-token-5f2c"
+CLIENT_TOKEN = "runtime-client-token"
+WORKER_ID = "runtime-worker-01"
+FAST_BACKOFF = Backoff(base=0.01, cap=0.05)
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
+    """Wait until `predicate()` holds, failing after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not met within {within} s")
+        await asyncio.sleep(0.01)
+
+
+async def start_mock(port: int = 0, poll_hold: float = 30.0) -> tuple[TestServer, str]:
+    """The mock orchestrator on loopback; returns the server and its base URL."""
+    settings = MockSettings(worker_token=WORKER_TOKEN, client_token=CLIENT_TOKEN, poll_hold_seconds=poll_hold)
+    server = TestServer(create_app(settings), host="127.0.0.1", port=port)
+    await server.start_server()
+    return server, str(server.make_url("")).rstrip("/")
+
+
+def worker_config(url: str, tmp_path: Path, **overrides: Any) -> WorkerConfig:
+    """A config for tests: fast heartbeats, private spool and liveness paths."""
+    settings: dict[str, Any] = dict(
+        worker_type="inventory-checker",
+        orchestrator_url=url,
+        worker_token=WORKER_TOKEN,
+        worker_id=WORKER_ID,
+        max_concurrent_tasks=2,
+        heartbeat_interval=15.0,
+        poll_timeout=75.0,
+        shutdown_timeout=5.0,
+        spool_dir=str(tmp_path / "spool"),
+        health_file=str(tmp_path / "health.json"),
+    )
+    settings.update(overrides)
+    return WorkerConfig(**settings)
+
+
+def make_worker(url: str, tmp_path: Path, **overrides: Any) -> Worker:
+    """A worker with one `check_inventory` skill and a fast backoff."""
+    worker = Worker(
+        "inventory-checker", config=worker_config(url, tmp_path, **overrides), backoff=FAST_BACKOFF
+    )
+
+    @worker.task("check_inventory")
+    async def check(params: dict[str, Any]) -> dict[str, Any]:
+        return dict(data=dict(items_checked=len(params.get("items", []))))
+
+    return worker
+
+
+class ControlClient:
+    """The mock's control API (X-Client-Token)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def submit(self, task_type: str, params: dict[str, Any]) -> str:
+        """Queue a task; returns its task id."""
+        async with self.session.post("/api/v1/tasks", json=dict(type=task_type, params=params)) as response:
+            assert response.status == 201, await response.text()
+            task_id: str = (await response.json())["task_id"]
+            return task_id
+
+    async def show(self, task_id: str, wait: float = 0) -> dict[str, Any]:
+        """The task's view; with `wait`, blocks until it is done (up to `wait` s)."""
+        params = dict(wait=str(wait)) if wait else dict()
+        async with self.session.get(f"/api/v1/tasks/{task_id}", params=params) as response:
+            assert response.status == 200, await response.text()
+            view: dict[str, Any] = await response.json()
+            return view
+
+    async def finished(self, task_id: str, within: float = 15.0) -> dict[str, Any]:
+        """The task's view once it is done."""
+        view = await self.show(task_id, wait=within)
+        assert view["status"] not in ("queued", "running"), f"task not done within {within} s: {view}"
+        return view
+
+
+@dataclass
+class Fault:
+    """Answer the next `count` requests matching method and path suffix with `status`, or reset them."""
+
+    method: str
+    path_end: str
+    count: int
+    status: int = 503  # 0 means: reset the connection without answering
+
+
+@dataclass
+class FaultProxy:
+    """Forwards to the upstream orchestrator, except for the scripted faults; records what it saw."""
+
+    upstream: str
+    faults: list[Fault] = field(default_factory=list)
+    seen: list[tuple[str, str, int, Any]] = field(default_factory=list)  # method, path, status, body
+    broken: bool = False  # answer everything with 503 (the orchestrator is "down")
+
+    def bodies(self, method: str, path_end: str) -> list[Any]:
+        """JSON bodies of the requests seen (faulty or forwarded)."""
+        return [b for m, p, _, b in self.seen if m == method and p.endswith(path_end)]
+
+    def statuses(self, method: str, path_end: str) -> list[int]:
+        """The status each matching request got (0: reset)."""
+        return [s for m, p, s, _ in self.seen if m == method and p.endswith(path_end)]
+
+    def _fault_for(self, request: web.Request) -> Fault | None:
+        for fault in self.faults:
+            if fault.count > 0 and request.method == fault.method and request.path.endswith(fault.path_end):
+                fault.count -= 1
+                return fault
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = await request.json() if raw else None
+        fault = Fault(request.method, request.path, 1) if self.broken else self._fault_for(request)
+        if fault is not None:
+            self.seen.append((request.method, request.path, fault.status, body))
+            if fault.status == 0:
+                assert request.transport is not None
+                request.transport.abort()  # a connection reset in the middle of the exchange
+                raise ConnectionResetError("reset by the fault proxy")
+            return web.json_response(dict(error="injected fault"), status=fault.status)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                data=raw or None,
+                headers=headers,
+                timeout=timeout,
+            ) as upstream,
+        ):
+            payload = await upstream.read()
+            self.seen.append((request.method, request.path, upstream.status, body))
+            content_type = upstream.headers.get("Content-Type", "application/json").split(";")[0]
+            return web.Response(status=upstream.status, body=payload, content_type=content_type)
+
+    async def start(self) -> tuple[TestServer, str]:
+        """Serve on a free loopback port; returns the server and its base URL."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        server = TestServer(app, host="127.0.0.1", port=0)
+        await server.start_server()
+        return server, str(server.make_url("")).rstrip("/")

@@ -1,0 +1,272 @@
+"""The runtime against the mock orchestrator over real loopback HTTP, with injected faults: outages,
+503/429 bursts, connection resets, failing result POSTs, progress events, the skill alias."""
+
+# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from sdk_faults import (
+    CLIENT_TOKEN,
+    WORKER_ID,
+    ControlClient,
+    Fault,
+    FaultProxy,
+    eventually,
+    make_worker,
+    start_mock,
+    worker_config,
+)
+
+from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Worker, health
+
+Stack = tuple[ControlClient, FaultProxy, str]  # control client, proxy, URL the worker uses
+
+
+@pytest.fixture
+async def mock_url() -> AsyncIterator[str]:
+    server, url = await start_mock()
+    yield url
+    await server.close()
+
+
+@pytest.fixture
+async def control(mock_url: str) -> AsyncIterator[ControlClient]:
+    async with aiohttp.ClientSession(base_url=mock_url, headers={"X-Client-Token": CLIENT_TOKEN}) as session:
+        yield ControlClient(session)
+
+
+@pytest.fixture
+async def stack(mock_url: str, control: ControlClient) -> AsyncIterator[Stack]:
+    proxy = FaultProxy(mock_url)
+    server, proxy_url = await proxy.start()
+    yield control, proxy, proxy_url
+    await server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_worker_started_before_the_orchestrator_registers_once_it_comes_up(tmp_path: Path) -> None:
+    port = free_port()
+    failures = asyncio.Event()
+    attempts = 0
+
+    async def counting_sleep(seconds: float) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts >= 3:
+            failures.set()
+        await asyncio.sleep(seconds)
+
+    worker = make_worker(f"http://127.0.0.1:{port}", tmp_path)
+    worker._backoff = Backoff(base=0.01, cap=0.05, sleep=counting_sleep)
+    starting = asyncio.create_task(worker.start())
+    try:
+        await asyncio.wait_for(failures.wait(), 10)  # it has tried and failed to register 3 times
+        assert not starting.done()
+        server, url = await start_mock(port=port)
+        try:
+            await asyncio.wait_for(starting, 10)
+            async with aiohttp.ClientSession(
+                base_url=url, headers={"X-Client-Token": CLIENT_TOKEN}
+            ) as session:
+                control = ControlClient(session)
+                done = await control.finished(await control.submit("check_inventory", dict(items=["a"])))
+            assert done["status"] == "success"
+        finally:
+            await worker.stop()
+            await server.close()
+    finally:
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+
+
+async def test_503_and_429_bursts_are_retried_and_the_task_completes(stack: Stack, tmp_path: Path) -> None:
+    control, proxy, url = stack
+    proxy.faults += [
+        Fault("POST", "/workers/register", 2, 503),
+        Fault("GET", "/tasks/next", 3, 503),
+        Fault("GET", "/tasks/next", 2, 429),
+        Fault("POST", "/tasks/result", 2, 429),
+    ]
+    task_id = await control.submit("check_inventory", dict(items=["a", "b"]))
+    async with make_worker(url, tmp_path):
+        done = await control.finished(task_id)
+    assert done["status"] == "success"
+    assert done["data"] == dict(items_checked=2)
+    assert proxy.statuses("POST", "/workers/register") == [503, 503, 200]
+    assert proxy.statuses("GET", "/tasks/next")[:6] == [503, 503, 503, 429, 429, 200]
+    assert all(f.count == 0 for f in proxy.faults)
+
+
+async def test_connection_reset_mid_poll_is_survived(stack: Stack, tmp_path: Path) -> None:
+    control, proxy, url = stack
+    proxy.faults.append(Fault("GET", "/tasks/next", 2, status=0))
+    task_id = await control.submit("check_inventory", dict(items=["a"]))
+    async with make_worker(url, tmp_path):
+        done = await control.finished(task_id)
+    assert done["status"] == "success"
+    assert proxy.statuses("GET", "/tasks/next")[:2] == [0, 0]
+
+
+async def test_result_post_failing_n_times_is_resent_resealed_until_accepted(
+    stack: Stack, tmp_path: Path
+) -> None:
+    control, proxy, url = stack
+    proxy.faults += [Fault("POST", "/tasks/result", 3, 503), Fault("POST", "/tasks/result", 1, 0)]
+    task_id = await control.submit("check_inventory", dict(items=["a"]))
+    async with make_worker(url, tmp_path):
+        done = await control.finished(task_id)
+        await eventually(lambda: not list((tmp_path / "spool").glob("*.json")), what="spool emptied")
+    assert done["status"] == "success"
+    sent = proxy.bodies("POST", "/tasks/result")
+    assert proxy.statuses("POST", "/tasks/result") == [503, 503, 503, 0, 200]
+    assert len({body["nonce"] for body in sent}) == 5  # re-sealed: a new nonce every time
+    assert all(body["task_id"] == task_id for body in sent)
+
+
+async def test_results_left_in_the_spool_are_delivered_after_a_restart(stack: Stack, tmp_path: Path) -> None:
+    control, proxy, url = stack
+    proxy.faults.append(Fault("POST", "/tasks/result", 1000, 503))  # results cannot get through
+    task_id = await control.submit("check_inventory", dict(items=["a", "b", "c"]))
+    worker = make_worker(url, tmp_path)
+    worker._flush_timeout = 0.2
+    async with worker:
+        await eventually(lambda: len(proxy.bodies("POST", "/tasks/result")) >= 2, what="result retried")
+    spooled = list((tmp_path / "spool").glob("*.json"))
+    assert len(spooled) == 1
+    assert (await control.show(task_id))["status"] == "running"
+
+    proxy.faults.clear()  # the orchestrator takes results again; a new worker process starts
+    async with make_worker(url, tmp_path):
+        done = await control.finished(task_id)
+        await eventually(lambda: not list((tmp_path / "spool").glob("*.json")), what="spool emptied")
+    assert done["status"] == "success"
+    assert done["data"] == dict(items_checked=3)
+
+
+async def test_orchestrator_outage_mid_run_then_work_resumes(stack: Stack, tmp_path: Path) -> None:
+    control, proxy, url = stack
+    async with make_worker(url, tmp_path, heartbeat_interval=0.2):
+        proxy.broken = True
+        await eventually(lambda: proxy.statuses("GET", "/tasks/next").count(503) >= 3, what="polls failing")
+        proxy.broken = False
+        done = await control.finished(await control.submit("check_inventory", dict(items=["a"])))
+    assert done["status"] == "success"
+
+
+async def test_progress_events_reach_the_orchestrator(stack: Stack, tmp_path: Path) -> None:
+    control, _, url = stack
+    release = asyncio.Event()
+    worker = make_worker(url, tmp_path)
+
+    @worker.skill("resize")
+    async def resize(params: dict[str, Any], send_progress: Callable[..., Awaitable[None]]) -> dict[str, Any]:
+        await send_progress(0.5, "half way")
+        await release.wait()
+        return dict(data=dict(done=True))
+
+    async with worker:
+        task_id = await control.submit("resize", dict())
+        views: list[dict[str, Any]] = []
+
+        async def progress_seen() -> bool:
+            views.append(await control.show(task_id))
+            return views[-1].get("progress") == 0.5
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not await progress_seen():
+            assert loop.time() < deadline, views[-1]
+        assert views[-1]["progress_message"] == "half way"
+        release.set()
+        done = await control.finished(task_id)
+    assert done["status"] == "success"
+    assert "resize" in worker.skills
+
+
+async def test_send_progress_rejects_a_fraction_outside_0_to_1(stack: Stack, tmp_path: Path) -> None:
+    control, _, url = stack
+    worker = make_worker(url, tmp_path)
+
+    @worker.skill("resize")
+    async def resize(params: dict[str, Any], send_progress: Callable[..., Awaitable[None]]) -> dict[str, Any]:
+        await send_progress(40)
+        return dict()
+
+    async with worker:
+        done = await control.finished(await control.submit("resize", dict()))
+    assert done["attempts"][0]["error"]["message"] == (
+        "send_progress(fraction=40): fraction must be a number from 0 to 1, e.g. 0.4"
+    )
+
+
+async def test_permanent_and_invalid_input_exceptions_decide_the_job_fate(
+    stack: Stack, tmp_path: Path
+) -> None:
+    control, _, url = stack
+    worker = make_worker(url, tmp_path)
+
+    @worker.task("strict")
+    async def strict(params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("kind") == "permanent":
+            raise PermanentError("warehouse closed for good")
+        raise InvalidInputError("items must be a list")
+
+    async with worker:
+        permanent = await control.finished(await control.submit("strict", dict(kind="permanent")))
+        invalid = await control.finished(await control.submit("strict", dict(kind="invalid")))
+        still_ok = await control.finished(await control.submit("check_inventory", dict(items=["a"])))
+    assert permanent["status"] == "quarantined"
+    assert permanent["attempts"][0]["error"] == dict(
+        code="PERMANENT_ERROR", message="warehouse closed for good"
+    )
+    assert invalid["status"] == "failure"
+    assert invalid["attempts"][0]["error"] == dict(code="INVALID_INPUT_ERROR", message="items must be a list")
+    assert still_ok["status"] == "success"
+
+
+async def test_liveness_file_says_ok_while_connected_and_is_removed_on_stop(
+    mock_url: str, tmp_path: Path
+) -> None:
+    health = tmp_path / "health.json"
+    async with make_worker(mock_url, tmp_path):
+        await eventually(health.exists, what="liveness file written")
+        data = orjson.loads(health.read_bytes())
+        assert data["status"] == "ok"
+        assert data["worker_id"] == WORKER_ID
+    assert not health.exists()
+
+
+async def test_liveness_turns_unreachable_when_the_orchestrator_fails(stack: Stack, tmp_path: Path) -> None:
+    _, proxy, url = stack
+    env = dict(WORKER_HEALTH_FILE=str(tmp_path / "health.json"), WORKER_HEARTBEAT_INTERVAL="0.1")
+    async with make_worker(url, tmp_path, heartbeat_interval=0.1):
+        await eventually(lambda: health.main(env) == 0, what="healthy")
+        proxy.broken = True
+        await eventually(lambda: health.main(env) == 1, what="unhealthy")
+        assert '"unreachable"' in (tmp_path / "health.json").read_text()
+        proxy.broken = False
+        await eventually(lambda: health.main(env) == 0, what="healthy again")
+
+
+def test_worker_config_used_by_the_tests_is_isolated(tmp_path: Path) -> None:
+    config = worker_config("http://x", tmp_path)
+    assert config.spool_path == tmp_path / "spool"
+    assert config.health_path == tmp_path / "health.json"
+
+
+async def test_worker_stop_before_start_is_harmless() -> None:
+    await Worker("inventory-checker").stop()
