@@ -3,17 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test unit venv bake clean
+.PHONY: test unit venv bake bench clean
 
 test: venv  ## every test: bake, hooks, generated unit tests, docker e2e, interop with the real orchestrator
 	$(BIN)/python -m pytest
 
 unit: venv  ## the tests that need neither Docker nor the real orchestrator
-	$(BIN)/python -m pytest -m "not docker and not interop"
+	$(BIN)/python -m pytest -m "not docker and not interop and not bench and not browser"
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+bench: venv  ## benchmarks: bake, measure vs the mock and the real orchestrator, write docs/benchmarks.{json,md}
+	$(BIN)/python -m bench
 
 bake: venv  ## generate the default project into ./inventory-worker (overwriting it)
 	$(BIN)/cookiecutter --no-input --overwrite-if-exists .

@@ -83,7 +83,7 @@ class Attempt:
         }
 
 
-@dataclass
+@dataclass(eq=False)  # identity: queue membership tests must not compare every field of every task
 class Task:
     """A submitted task: the control-API ``task_id`` is the first attempt's protocol task id, stable."""
 

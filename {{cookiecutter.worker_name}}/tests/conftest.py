@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis server, and the docker compose stack for the e2e tests."""
+"""Shared fixtures: a real Redis server and the mock orchestrator on loopback."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
+from mock_support import FakeClock, mock_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +63,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Remember failures so that the compose fixture can print container logs."""
     if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
         item.stash[FAILED_KEY] = True
+
+
+# --- the mock orchestrator on loopback, shared by the test_mock_* modules -------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Wall clock under the test's control (MockSettings.clock)."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def client(clock: FakeClock) -> AsyncIterator[TestClient]:
+    """A mock orchestrator with a short poll hold, and an HTTP client for it."""
+    async with mock_client(clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def slow_client(clock: FakeClock) -> AsyncIterator[TestClient]:
+    """A mock whose long polls hold for 30 s, to prove that they are woken, not timed out."""
+    async with mock_client(clock, hold=30.0) as running:
+        yield running

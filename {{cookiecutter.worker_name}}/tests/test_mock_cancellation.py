@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -35,17 +34,6 @@ from mock_support import (
     worker_headers,
     workers_view,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def client(clock: FakeClock) -> AsyncIterator[TestClient]:
-    async with mock_client(clock) as running:
-        yield running
 
 
 async def running_task(client: TestClient, clock: FakeClock) -> tuple[dict[str, Any], dict[str, Any]]:

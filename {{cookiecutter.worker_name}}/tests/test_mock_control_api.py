@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +35,6 @@ from mock_support import (
 from mock_orchestrator.settings import ConfigError, load_server_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def client(clock: FakeClock) -> AsyncIterator[TestClient]:
-    async with mock_client(clock) as running:
-        yield running
-
-
-@pytest.fixture
-async def slow_client(clock: FakeClock) -> AsyncIterator[TestClient]:
-    """A mock whose long polls hold for 30 s, to prove that they are woken, not timed out."""
-    async with mock_client(clock, hold=30.0) as running:
-        yield running
 
 
 # --- control API ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -14,7 +13,6 @@ from mock_support import (
     FakeClock,
     expect_error,
     fail,
-    mock_client,
     poll,
     post_json,
     register,
@@ -26,18 +24,6 @@ from mock_support import (
     task_view,
     worker_headers,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def client(clock: FakeClock) -> AsyncIterator[TestClient]:
-    async with mock_client(clock) as running:
-        yield running
-
 
 # --- results -------------------------------------------------------------------------------
 

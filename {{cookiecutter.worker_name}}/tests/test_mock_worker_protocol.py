@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from mock_support import (
     FakeClock,
     expect_error,
     heartbeat,
-    mock_client,
     poll,
     post_json,
     progress_event,
@@ -37,25 +35,6 @@ from mock_support import (
 )
 
 from mock_orchestrator.signing import sign
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def client(clock: FakeClock) -> AsyncIterator[TestClient]:
-    async with mock_client(clock) as running:
-        yield running
-
-
-@pytest.fixture
-async def slow_client(clock: FakeClock) -> AsyncIterator[TestClient]:
-    """A mock whose long polls hold for 30 s, to prove that they are woken, not timed out."""
-    async with mock_client(clock, hold=30.0) as running:
-        yield running
-
 
 # --- signing -------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""`python -m bench`: throughput, pickup/cancel latency, memory, CPU and image numbers of a baked worker."""

@@ -1,0 +1,174 @@
+"""The two orchestrators behind one interface: submit no-op tasks, wait for them, read handler start times."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .procs import (
+    CLIENT_TOKEN,
+    HERE,
+    REPO,
+    WORKER_TOKEN,
+    free_port,
+    logged_process,
+    orchestrator_python,
+    redis_server,
+    wait_until,
+)
+
+TERMINAL_JOB = frozenset({"finished", "failed", "error", "quarantined", "cancelled"})
+ACTIVE_TASK = frozenset({"queued", "running"})
+_OPENER = urllib.request.build_opener()
+
+
+def call(method: str, url: str, body: Any = None) -> Any:
+    """One JSON request with the client token."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"X-Client-Token": CLIENT_TOKEN})
+    req.add_header("Content-Type", "application/json")
+    with _OPENER.open(req, timeout=60) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+@dataclass
+class Submitted:
+    """One submitted task: its id and when it was queued (orchestrator clock or submit time)."""
+
+    ref: str
+    queued_at: float
+
+
+@dataclass
+class Target:
+    """A running orchestrator: `kind` is "mock" or "real"."""
+
+    kind: str
+    url: str
+    redis_url: str
+
+    def worker_ids(self) -> set[str]:
+        """Ids of the live registered workers."""
+        reply = call("GET", f"{self.url}/api/v1/workers")
+        records = reply["workers"] if self.kind == "mock" else reply
+        return {w["worker_id"] for w in records if isinstance(w, dict)}
+
+    def submit(self, task_type: str = "noop", params: dict[str, Any] | None = None) -> Submitted:
+        """Queue one task (mock) or job (real)."""
+        if self.kind == "mock":
+            view = call("POST", f"{self.url}/api/v1/tasks", {"type": task_type, "params": params or {}})
+            return Submitted(view["task_id"], view["created_at"])
+        before = time.time()
+        reply = call("POST", f"{self.url}/api/v1/jobs/bench_noop", {"initial_data": params or {}})
+        return Submitted(reply["job_id"], before)
+
+    def record(self, ref: str) -> dict[str, Any]:
+        """The task view (mock) or job record (real)."""
+        path = "tasks" if self.kind == "mock" else "jobs"
+        return dict(call("GET", f"{self.url}/api/v1/{path}/{ref}"))
+
+    def done(self, ref: str) -> bool:
+        """Whether the task/job has ended."""
+        rec = self.record(ref)
+        return rec["status"] not in ACTIVE_TASK if self.kind == "mock" else rec["status"] in TERMINAL_JOB
+
+    def wait(self, ref: str, timeout: float = 120) -> None:
+        """Wait for the task/job to end (the mock long-polls; the real one is re-read)."""
+        if self.kind == "mock":
+            wait_until(
+                lambda: call("GET", f"{self.url}/api/v1/tasks/{ref}?wait=5")["status"] not in ACTIVE_TASK,
+                timeout,
+                f"task {ref}",
+            )
+        else:
+            wait_until(lambda: self.done(ref), timeout, f"job {ref}", pause=0.001)
+
+    def started(self, ref: str) -> float | None:
+        """When the no-op handler started (its time.time(), from the result data); None if it never ran
+        (e.g. the real dispatcher quarantined the job: "No suitable workers")."""
+        rec = self.record(ref)
+        data = rec["data"] if self.kind == "mock" else rec["state_history"]
+        return float(data["started"]) if data and "started" in data else None
+
+    def cancel(self, ref: str) -> None:
+        """Request cancellation through the control/client API."""
+        path = "tasks" if self.kind == "mock" else "jobs"
+        call("POST", f"{self.url}/api/v1/{path}/{ref}/cancel")
+
+
+def _serve(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path, kind: str, redis_url: str, ready_path: str
+) -> Iterator[Target]:
+    port = free_port()
+    env = {**os.environ, **env, "API_PORT": str(port), "MOCK_PORT": str(port)}
+    with logged_process(args, env, log, cwd) as proc:
+        target = Target(kind, f"http://127.0.0.1:{port}", redis_url)
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{kind} orchestrator exited: {log.read_text()[-2000:]}")
+            try:
+                call("GET", target.url + ready_path)
+                return True
+            except OSError:
+                return False
+
+        wait_until(up, 60, f"the {kind} orchestrator", pause=0.05)
+        yield target
+
+
+@contextmanager
+def mock_orchestrator(project: Path, workdir: Path, python: str) -> Iterator[Target]:
+    """The generated project's mock on loopback, writing Redis cancel flags to a throw-away Redis."""
+    with redis_server() as redis_url:
+        env = {
+            "WORKER_TOKEN": WORKER_TOKEN,
+            "CLIENT_TOKEN": CLIENT_TOKEN,
+            "MOCK_HOST": "127.0.0.1",
+            "REDIS_URL": redis_url,
+        }
+        yield from _serve(
+            [python, "-m", "mock_orchestrator"],
+            env,
+            workdir / "mock.log",
+            project,
+            "mock",
+            redis_url,
+            "/api/v1/workers",
+        )
+
+
+@contextmanager
+def real_orchestrator(workdir: Path) -> Iterator[Target]:
+    """avtomatika (pinned) on Redis, rate limiting off, with the sample and bench blueprints."""
+    blueprints = workdir / "blueprints"
+    blueprints.mkdir(parents=True, exist_ok=True)
+    (blueprints / "bench_noop.py").write_text((HERE / "blueprints" / "bench_noop.py").read_text())
+    orch_dir = REPO / "{{cookiecutter.worker_name}}" / "orchestrator"
+    with redis_server() as redis_url:
+        env = {
+            "API_HOST": "127.0.0.1",
+            "REDIS_URL": redis_url,
+            "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
+            "CLIENT_TOKEN": CLIENT_TOKEN,
+            "RATE_LIMITING_ENABLED": "false",
+            "DETAILED_API_RESPONSES": "true",
+            "LOG_LEVEL": "WARNING",
+            "BLUEPRINTS_DIR": str(blueprints),
+        }
+        yield from _serve(
+            [str(orchestrator_python()), "app.py"],
+            env,
+            workdir / "real.log",
+            orch_dir,
+            "real",
+            redis_url,
+            "/_public/status",
+        )
