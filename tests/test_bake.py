@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import PROJECT_TEMPLATE, Sandbox, bake_in, make_sandbox, read_env_file
 from cookiecutter.environment import StrictEnvironment
+
+from conftest import PROJECT_TEMPLATE, Sandbox, bake_in, make_sandbox, read_env_file
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 COMBOS = [

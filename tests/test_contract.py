@@ -13,8 +13,8 @@ import pytest
 
 from conftest import bake_in, make_sandbox
 from interop.contract import play
-from interop.scenarios import SCENARIOS
 from interop.real import real_orchestrator
+from interop.scenarios import SCENARIOS
 from interop.targets import MockTarget, RealTarget, Target, mock_orchestrator
 from processes import redis_server
 

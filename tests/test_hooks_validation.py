@@ -14,9 +14,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import TEMPLATE_DIR, Sandbox, read_env_file
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
+
+from conftest import TEMPLATE_DIR, Sandbox, read_env_file
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

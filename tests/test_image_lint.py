@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import bake_in, make_sandbox
 from processes import skip_or_fail
 
