@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test unit venv bake bench clean
+.PHONY: test unit lint venv bake bench clean
 
 test: venv  ## every test: bake, hooks, generated unit tests, docker e2e, interop with the real orchestrator
 	$(BIN)/python -m pytest
 
 unit: venv  ## the tests that need neither Docker nor the real orchestrator
 	$(BIN)/python -m pytest -m "not docker and not interop and not bench and not browser"
+
+lint: venv  ## ruff and mypy --strict on the template's own code (tests, hooks, bench)
+	$(BIN)/ruff check tests hooks bench
+	$(BIN)/ruff format --check tests hooks bench
+	$(BIN)/mypy
 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

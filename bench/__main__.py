@@ -6,9 +6,9 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from .measure import WorkerSpec
 from .procs import HERE, REPO, bake, official_python
 from .report import markdown, table
 from .suite import FULL, SHORT, Plan, measure_cancel, measure_worker, ratios
-from .targets import mock_orchestrator, real_orchestrator
+from .targets import Target, mock_orchestrator, real_orchestrator
 
 
 def _specs(project: Path) -> dict[str, WorkerSpec]:
@@ -31,9 +31,24 @@ def _specs(project: Path) -> dict[str, WorkerSpec]:
 def _against_mock(
     doc: dict[str, Any], specs: dict[str, WorkerSpec], plan: Plan, tmp: Path, project: Path, docker: bool
 ) -> None:
-    with mock_orchestrator(project, tmp, sys.executable) as mock:
-        for spec, conc in ((specs["ours"], 1), (specs["ours"], 8), (specs["bare"], 1)):
-            doc["workers"].append(measure_worker(spec, mock, conc, plan, tmp, project))
+    def fresh_mock(workdir: Path) -> AbstractContextManager[Target]:
+        return mock_orchestrator(project, workdir, sys.executable)
+
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for name, conc in (("ours", 1), ("ours", 8), ("bare", 1), ("bare", 8)):
+        found[name, conc] = measure_worker(
+            specs[name], fresh_mock, conc, plan, tmp, project, plan.tasks, "mock"
+        )
+        doc["workers"].append(found[name, conc])
+    for conc in (1, 8):
+        doc["ratios"].append(
+            {
+                "name": f"mock, concurrency {conc}: ours / bare loop tasks/s",
+                "ratio": ratios(found["ours", conc], found["bare", conc]),
+                "target": False,
+            }
+        )
+    with fresh_mock(tmp / "mock-cancel") as mock:
         for websocket in (True, False):
             doc["cancel"].append(measure_cancel(specs["ours"], mock, websocket, plan, tmp, project))
         if docker:
@@ -45,14 +60,11 @@ def _against_mock(
 def _against_real(
     doc: dict[str, Any], specs: dict[str, WorkerSpec], plan: Plan, tmp: Path, project: Path
 ) -> None:
-    official_tasks = max(10, plan.tasks // 10)  # the official SDK is slow; fewer tasks keep runs short
     found: dict[tuple[str, int], dict[str, Any]] = {}
     for name, conc in (("ours", 1), ("official", 1), ("bare", 1), ("ours", 8), ("official", 8)):
-        tasks = official_tasks if name == "official" else max(10, plan.tasks * 2 // 5)
-        # A fresh orchestrator each: a stopped worker's record stays "idle" for its 120 s TTL and the
-        # real dispatcher would keep queueing tasks for it.
-        with real_orchestrator(tmp / f"real-{name}-{conc}") as real:
-            found[name, conc] = measure_worker(specs[name], real, conc, plan, tmp, project, tasks)
+        found[name, conc] = measure_worker(
+            specs[name], real_orchestrator, conc, plan, tmp, project, plan.real_tasks, "real"
+        )
         doc["workers"].append(found[name, conc])
     for conc in (1, 8):
         doc["ratios"].append(
@@ -82,6 +94,7 @@ def run(plan: Plan, short: bool, docker: bool) -> dict[str, Any]:
             "mode": "short" if short else "full",
             "runs": plan.runs,
             "tasks": plan.tasks,
+            "real_tasks": plan.real_tasks,
             "pickups": plan.pickups,
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -109,7 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.json")
     parser.add_argument("--no-docker", action="store_true", help="skip the image measurements")
     args = parser.parse_args(argv)
-    docker = not args.no_docker and shutil.which("docker") is not None
+    docker = not args.no_docker
+    if docker:
+        from .docker_bench import docker_problem
+
+        problem = docker_problem()
+        if problem is not None:
+            if os.environ.get("CI"):
+                parser.error(f"{problem}; CI must measure the image (start Docker first)")
+            print(f"image rows skipped: {problem} (start Docker, or pass --no-docker)", file=sys.stderr)
+            docker = False
     doc = run(SHORT if args.short else FULL, args.short, docker)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

@@ -23,25 +23,31 @@ def signed(body: dict[str, Any]) -> bytes:
 
 
 async def main() -> None:
-    """Register, then poll and answer forever."""
+    """Register, then run WORKER_MAX_CONCURRENT_TASKS poll-and-answer loops forever."""
     async with aiohttp.ClientSession(headers=HEADERS, timeout=aiohttp.ClientTimeout(total=120)) as http:
         reg = {"worker_id": WORKER_ID, "worker_type": "bare", "supported_skills": [{"name": "noop"}]}
         async with http.post(f"{URL}/_worker/workers/register", data=signed(reg)) as resp:
             resp.raise_for_status()
-        while True:
-            async with http.get(f"{URL}/_worker/workers/{WORKER_ID}/tasks/next") as resp:
-                if resp.status != 200:
-                    continue
-                task = orjson.loads(await resp.read())
-            result = {
-                "job_id": task["job_id"],
-                "task_id": task["task_id"],
-                "worker_id": WORKER_ID,
-                "status": "success",
-                "data": {"started": time.time()},
-            }
-            async with http.post(f"{URL}/_worker/tasks/result", data=signed(result)) as resp:
-                await resp.read()
+        loops = int(os.environ.get("WORKER_MAX_CONCURRENT_TASKS", "1"))
+        await asyncio.gather(*(serve(http) for _ in range(loops)))
+
+
+async def serve(http: aiohttp.ClientSession) -> None:
+    """Poll, answer with a signed no-op result, repeat."""
+    while True:
+        async with http.get(f"{URL}/_worker/workers/{WORKER_ID}/tasks/next") as resp:
+            if resp.status != 200:
+                continue
+            task = orjson.loads(await resp.read())
+        result = {
+            "job_id": task["job_id"],
+            "task_id": task["task_id"],
+            "worker_id": WORKER_ID,
+            "status": "success",
+            "data": {"started": time.time()},
+        }
+        async with http.post(f"{URL}/_worker/tasks/result", data=signed(result)) as resp:
+            await resp.read()
 
 
 if __name__ == "__main__":

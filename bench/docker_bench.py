@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -15,7 +16,20 @@ from .targets import Target
 
 
 def _docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(["docker", *args], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`docker {' '.join(args[:3])} ...` failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout.strip()
+
+
+def docker_problem() -> str | None:
+    """Why the image rows cannot be measured here (no docker CLI, engine not running), or None."""
+    if shutil.which("docker") is None:
+        return "no `docker` command"
+    done = subprocess.run(["docker", "info"], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"the Docker engine is not reachable ({done.stderr.strip().splitlines()[-1:]})"
+    return None
 
 
 def _size_mb(image: str) -> float:
@@ -24,7 +38,7 @@ def _size_mb(image: str) -> float:
 
 def _build(project: Path, tag: str) -> float:
     started = time.monotonic()
-    subprocess.run(["docker", "build", "-q", "-t", tag, str(project)], check=True, capture_output=True)
+    _docker("build", "-q", "-t", tag, str(project))
     return time.monotonic() - started
 
 

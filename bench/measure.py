@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import statistics
@@ -86,8 +87,12 @@ def throughput(target: Target, proc: subprocess.Popen[bytes], tasks: int) -> tup
         cpu_before = cpu_seconds(proc.pid)
         os.kill(proc.pid, signal.SIGCONT)
     deadline = time.monotonic() + DRAIN_SECONDS
-    ended = [sub for sub in refs if _ends_by(target, sub.ref, deadline)]
+    # Wait on the last task queued first (one request at a time): asking about every task while the
+    # worker drains would load the orchestrator that the worker is talking to. Once it has ended, the
+    # others have (nearly) all ended too and are read back after the measured window.
+    _ends_by(target, refs[-1].ref, deadline)
     cpu_used = cpu_seconds(proc.pid) - cpu_before
+    ended = [sub for sub in refs if _ends_by(target, sub.ref, deadline)]
     starts = sorted(t for t in (target.started(sub.ref) for sub in ended) if t is not None)
     if len(starts) < 2:  # every job was lost (e.g. quarantined): reported as 0 tasks/s, never a crash
         return 0.0, 0.0, len(refs) - len(starts)
@@ -145,5 +150,8 @@ def idle_rss(proc: subprocess.Popen[bytes]) -> float:
 
 
 def spread(values: list[float]) -> dict[str, float]:
-    """Median, min and max."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    """Median, min and max of the values that are numbers (NaN marks a run without a value)."""
+    real = [v for v in values if not math.isnan(v)]
+    if not real:
+        return {"median": math.nan, "min": math.nan, "max": math.nan}
+    return {"median": statistics.median(real), "min": min(real), "max": max(real)}

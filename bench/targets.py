@@ -88,7 +88,9 @@ class Target:
                 f"task {ref}",
             )
         else:
-            wait_until(lambda: self.done(ref), timeout, f"job {ref}", pause=0.001)
+            # 20 ms: end times come from the handler's own clock, and faster polling would load the
+            # orchestrator (it logs every request) that the worker under test is talking to.
+            wait_until(lambda: self.done(ref), timeout, f"job {ref}", pause=0.02)
 
     def started(self, ref: str) -> float | None:
         """When the no-op handler started (its time.time(), from the result data); None if it never ran
@@ -108,6 +110,7 @@ def _serve(
 ) -> Iterator[Target]:
     port = free_port()
     env = {**os.environ, **env, "API_PORT": str(port), "MOCK_PORT": str(port)}
+    log.parent.mkdir(parents=True, exist_ok=True)
     with logged_process(args, env, log, cwd) as proc:
         target = Target(kind, f"http://127.0.0.1:{port}", redis_url)
 
@@ -133,6 +136,7 @@ def mock_orchestrator(project: Path, workdir: Path, python: str) -> Iterator[Tar
             "CLIENT_TOKEN": CLIENT_TOKEN,
             "MOCK_HOST": "127.0.0.1",
             "REDIS_URL": redis_url,
+            "MOCK_LOG_LEVEL": "WARNING",  # like LOG_LEVEL=WARNING of the real orchestrator below
         }
         yield from _serve(
             [python, "-m", "mock_orchestrator"],

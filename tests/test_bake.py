@@ -138,7 +138,9 @@ def test_no_jinja_syntax_is_left_in_text_files(baked: Baked) -> None:
     for rel in texts:
         if rel.startswith(".github/workflows/"):
             texts[rel] = GITHUB_EXPRESSION.sub("", texts[rel])
-    leftovers = {rel: marker for rel, text in texts.items() for marker in ("{{", "{%", "{#") if marker in text}
+    leftovers = {
+        rel: marker for rel, text in texts.items() for marker in ("{{", "{%", "{#") if marker in text
+    }
     assert not leftovers
 
 

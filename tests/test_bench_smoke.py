@@ -18,6 +18,7 @@ WORKER_ROWS = {
     ("mock", "ours", 1),
     ("mock", "ours", 8),
     ("mock", "bare", 1),
+    ("mock", "bare", 8),
     ("real", "ours", 1),
     ("real", "official", 1),
     ("real", "bare", 1),
@@ -50,11 +51,14 @@ def test_short_benchmark_produces_every_row_with_positive_numbers(tmp_path: Path
     rows = {(w["orchestrator"], w["worker"], w["concurrency"]): w for w in doc["workers"]}
     assert set(rows) == WORKER_ROWS
     for key, row in rows.items():
-        for metric in ("tasks_per_s", "pickup_p50_ms", "pickup_p99_ms", "idle_rss_mb"):
+        for metric in ("tasks_per_s", "pickup_p50_ms", "pickup_p99_ms", "idle_rss_mb", "cpu_ms_per_task"):
             assert _positive(row[metric]), (key, metric, row[metric])
+        assert row["unfinished_tasks"] == 0, (key, "tasks lost or stuck")
     assert {c["channel"] for c in doc["cancel"]} == {"websocket", "redis_flag"}
     assert all(_positive(c["cancel_ms"]) for c in doc["cancel"])
-    assert len(doc["ratios"]) == 3 and all(_positive(r["ratio"]) for r in doc["ratios"])
+    assert len(doc["ratios"]) == 5 and all(_positive(r["ratio"]) for r in doc["ratios"])
+    if os.environ.get("CI"):
+        assert doc["image"] is not None, "CI must measure the image"
     if doc["image"] is not None:
         assert _positive(doc["image"]["over_base_mb"]) and all(
             _positive(s) for s in doc["image"]["cold_start_s"]

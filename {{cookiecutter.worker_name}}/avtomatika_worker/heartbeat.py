@@ -16,6 +16,10 @@ logger = logging.getLogger(__name__)
 # Status changes trigger an extra heartbeat, at most one per this many seconds (the orchestrator
 # rate-limits heartbeats to 120/min).
 MIN_TRIGGERED_GAP = 1.0
+# Every slot must stay taken this long before the worker reports `busy`. A `busy` sampled while a short
+# task runs is stale when it arrives, and the real orchestrator quarantines a job for which it finds no
+# idle worker ("No suitable workers"), so back-to-back short tasks must keep the worker `idle`.
+BUSY_AFTER = 1.0
 
 
 class Heartbeater:
@@ -101,6 +105,45 @@ class Heartbeater:
                 logger.error("%s", exc)
 
 
-def heartbeat_status(running: int, capacity: int, draining: bool) -> str:
-    """`idle` whenever a slot is free and the worker still takes work, else `busy`."""
-    return IDLE if running < capacity and not draining else BUSY
+class StatusPolicy:
+    """The status to report: `busy` while draining or once every slot has been taken for `busy_after` s."""
+
+    def __init__(self, capacity: int, busy_after: float, on_change: Callable[[], None]) -> None:
+        self._capacity = capacity
+        self._busy_after = busy_after
+        self._on_change = on_change
+        self._saturated_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.draining = False
+
+    def update(self, running: int) -> None:
+        """Record how many tasks run now; on a change of saturation tells `on_change` at once, and again
+        when `busy` becomes due."""
+        saturated = running >= self._capacity
+        if saturated == (self._saturated_since is not None):
+            return  # called for every task start and end: stay cheap when nothing changes
+        if saturated:
+            loop = asyncio.get_running_loop()
+            self._saturated_since = loop.time()
+            self._timer = loop.call_later(self._busy_after, self._on_change)
+        else:
+            self._saturated_since = None
+            self._cancel_timer()
+        self._on_change()
+
+    def status(self) -> str:
+        """`idle` or `busy`, as the orchestrator should see the worker now."""
+        if self.draining:
+            return BUSY
+        since = self._saturated_since
+        saturated_long = since is not None and asyncio.get_running_loop().time() - since >= self._busy_after
+        return BUSY if saturated_long else IDLE
+
+    def close(self) -> None:
+        """Drop the pending `busy` timer."""
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,9 +1,14 @@
-"""Result delivery: a durable on-disk spool plus a sender that retries until the orchestrator answers.
+"""Result delivery: a first send at once, then a durable on-disk spool and in-order retries until answered.
 
-Every result is written to the spool (one JSON file, written to a temporary name, fsynced, renamed)
-before the first send, and deleted once the orchestrator has answered `accepted` or `ignored`. At start
-the spool is replayed, so a result survives a crash or a restart of the worker. Each send is sealed
-afresh (new timestamp and nonce): the orchestrator rejects a repeated body as a replay.
+A result is sent as soon as its task ends, concurrently with other results and with nothing written to
+disk: that keeps the common case at one HTTP round trip. If that first send fails, or while earlier
+results are still being retried, the result is written to the spool (one JSON file, written to a
+temporary name, fsynced, renamed) and retried in order with backoff until the orchestrator answers
+`accepted` or `ignored`. At stop, every result not delivered yet (including first sends still in flight)
+is spooled; at start the spool is replayed, so a result survives a restart and an orchestrator outage.
+Only a result whose first send is in flight when the process is killed outright (SIGKILL, OOM) is
+lost; the orchestrator's execution timeout then re-dispatches the task. Each send is sealed afresh (new
+timestamp and nonce): the orchestrator rejects a repeated body as a replay.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ _sequence = itertools.count()
 
 @dataclass(frozen=True)
 class PendingResult:
-    """A result message waiting for delivery, and its spool file (None when it could not be written)."""
+    """A result message waiting for delivery, its spool file (None: not spooled) and failed sends so far."""
 
     message: dict[str, Any]
     path: Path | None
+    failures: int = 0
 
     @property
     def task_id(self) -> str:
@@ -98,92 +104,122 @@ class ResultSpool:
 
 
 class ResultSender:
-    """Queues results and delivers them in order, retrying transient failures forever."""
+    """Sends each result at once; spools and retries (in order, with backoff) the ones that fail."""
 
     def __init__(self, spool: ResultSpool, send: SendResult, backoff: Backoff) -> None:
         self._spool = spool
         self._send = send
         self._backoff = backoff
-        self._queue: asyncio.Queue[PendingResult] = asyncio.Queue()
+        self._retries: asyncio.Queue[PendingResult] = asyncio.Queue()
+        self._first_sends: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
-        self._sending = False
+        self._retrying = False
 
     @property
     def pending(self) -> int:
-        """Results not delivered yet (queued or being sent)."""
-        return self._queue.qsize() + (1 if self._sending else 0)
+        """Results not delivered yet (being sent, queued for retry or being retried)."""
+        return len(self._first_sends) + self._retries.qsize() + (1 if self._retrying else 0)
 
     def submit(self, message: dict[str, Any]) -> None:
-        """Spool and queue a result message (job_id, task_id, worker_id, status, data/error)."""
-        self._queue.put_nowait(PendingResult(message, self._spool.save(message)))
+        """Send a result message (job_id, task_id, worker_id, status, data/error) until it is answered."""
+        item = PendingResult(message, None)
+        if self._retrying or not self._retries.empty():
+            # The orchestrator is failing: do not pile on; keep the result safe and in order.
+            self._queue_retry(item)
+            return
+        send = asyncio.create_task(self._send_first(item), name=f"avtomatika-result-{item.task_id}")
+        self._first_sends.add(send)
+        send.add_done_callback(self._first_sends.discard)
 
     def replay(self) -> int:
         """Queue every result left in the spool by an earlier run; returns how many."""
         pending = self._spool.load()
         for item in pending:
-            self._queue.put_nowait(item)
+            self._retries.put_nowait(item)
         if pending:
             logger.info("replaying %d undelivered result(s) from %s", len(pending), self._spool.directory)
         return len(pending)
 
     def start(self) -> None:
-        """Start the delivery loop."""
+        """Start the retry loop."""
         if self._loop_task is None:
-            self._loop_task = asyncio.create_task(self._deliver_forever(), name="avtomatika-results")
+            self._loop_task = asyncio.create_task(self._retry_forever(), name="avtomatika-results")
 
     async def flush(self, timeout: float) -> bool:
-        """Wait until every queued result is delivered (True) or `timeout` passes (False)."""
+        """Wait until every result is delivered (True) or `timeout` passes (False)."""
         try:
             async with asyncio.timeout(timeout):  # not wait_for: see heartbeat.py
-                await self._queue.join()
+                while self._first_sends or self._retrying or not self._retries.empty():
+                    if self._first_sends:
+                        await asyncio.wait(set(self._first_sends))
+                    await self._retries.join()
         except TimeoutError:
             return False
         return True
 
     async def stop(self) -> None:
-        """Stop delivering; undelivered results stay in the spool for the next start."""
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
+        """Stop delivering; undelivered results (first sends in flight included) stay in the spool."""
+        tasks = [*self._first_sends, *([self._loop_task] if self._loop_task else [])]
+        self._loop_task = None
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        left = self._queue.qsize()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        left = self._retries.qsize()
         if left:
             logger.warning("%d result(s) not delivered yet; kept in %s", left, self._spool.directory)
 
-    async def _deliver_forever(self) -> None:
+    def _queue_retry(self, item: PendingResult) -> None:
+        if item.path is None:
+            item = PendingResult(item.message, self._spool.save(item.message), item.failures)
+        self._retries.put_nowait(item)
+
+    async def _send_first(self, item: PendingResult) -> None:
+        with task_context(item.task_id, item.job_id):
+            try:
+                error = await self._attempt(item)
+            except asyncio.CancelledError:
+                self._queue_retry(item)  # stop() while in flight: whether it arrived is unknown
+                raise
+            if error is not None:
+                logger.warning("sending the result failed (%s); spooled, retrying", error)
+                self._queue_retry(PendingResult(item.message, None, 1))
+
+    async def _retry_forever(self) -> None:
         while True:
-            item = await self._queue.get()
-            self._sending = True
+            item = await self._retries.get()
+            self._retrying = True
             try:
                 with task_context(item.task_id, item.job_id):
-                    await self._deliver(item)
+                    await self._retry(item)
             finally:
-                self._sending = False
-                self._queue.task_done()
+                self._retrying = False
+                self._retries.task_done()
 
-    async def _deliver(self, item: PendingResult) -> None:
-        attempt = 0
-        while True:
-            try:
-                reply = await self._send(item.message)
-            except OrchestratorRejectedError as exc:
-                if exc.status == 400:  # the message itself is invalid: resending cannot help
-                    logger.error("the orchestrator rejected the result (dropped): %s", exc)
-                    self._spool.delete(item.path)
-                    return
-                error: TransportError = exc
-            except (OrchestratorUnavailableError, TransportError) as exc:
-                error = exc
-            else:
-                self._log_reply(item, reply)
-                self._spool.delete(item.path)
-                return
-            attempt += 1
-            delay = self._backoff.delay(attempt)
-            log = logger.warning if attempt == 1 or attempt % 20 == 0 else logger.info
-            log("sending the result failed (%s); retry %d in %.2f s", error, attempt, delay)
+    async def _retry(self, item: PendingResult) -> None:
+        failures = item.failures
+        if failures:  # its first send failed just now: back off before the next
+            await self._backoff.sleep(self._backoff.delay(failures))
+        while (error := await self._attempt(item)) is not None:
+            failures += 1
+            delay = self._backoff.delay(failures)
+            log = logger.warning if failures == 1 or failures % 20 == 0 else logger.info
+            log("sending the result failed (%s); retry %d in %.2f s", error, failures, delay)
             await self._backoff.sleep(delay)
+        self._spool.delete(item.path)
+
+    async def _attempt(self, item: PendingResult) -> TransportError | None:
+        """One send: None when the orchestrator answered (or refused it for good), else the error."""
+        try:
+            reply = await self._send(item.message)
+        except OrchestratorRejectedError as exc:
+            if exc.status == 400:  # the message itself is invalid: resending cannot help
+                logger.error("the orchestrator rejected the result (dropped): %s", exc)
+                return None
+            return exc
+        except (OrchestratorUnavailableError, TransportError) as exc:
+            return exc
+        self._log_reply(item, reply)
+        return None
 
     @staticmethod
     def _log_reply(item: PendingResult, reply: Any) -> None:

@@ -59,11 +59,14 @@ class OrchestratorClient:
             "X-Worker-ID": config.worker_id,
             "X-RXON-Version": PROTOCOL_VERSION,
         }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             # aiohttp's default Accept-Encoding is gzip/deflate: never zstd, which we could not decode.
-            self._session = aiohttp.ClientSession()
+            # No cookie jar: the protocol uses none, and a jar costs a lookup on every request.
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def close(self) -> None:
@@ -151,12 +154,13 @@ class OrchestratorClient:
         if message is not None:
             # Sealed on every call so that a retry carries a new timestamp and nonce (replay guard).
             body = orjson.dumps(seal(message, self._config.worker_id, self._config.worker_token))
-        headers = dict(self._headers)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        headers = self._headers if body is None else self._json_headers
+        timeout = self._timeouts.get(request_timeout)
+        if timeout is None:
+            timeout = self._timeouts[request_timeout] = aiohttp.ClientTimeout(total=request_timeout)
         try:
             async with self._get_session().request(
-                method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=request_timeout)
+                method, url, data=body, headers=headers, timeout=timeout
             ) as response:
                 status = response.status
                 raw = await response.read()

@@ -19,13 +19,14 @@ from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
 from .errors import ConfigError, OrchestratorRejectedError, RegistrationError
 from .executor import Handler, RegisteredHandler
-from .heartbeat import Heartbeater, heartbeat_status
+from .heartbeat import BUSY_AFTER, Heartbeater, StatusPolicy
 from .liveness import LivenessFile
 from .poller import Poller
 from .results import ResultSender, ResultSpool
 from .retry import Backoff, Sleep, retrying
 from .runner import TaskRunner
 from .transport import OrchestratorClient
+from .typing import IDLE
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,14 @@ class Worker:
         sleep: Sleep = asyncio.sleep,
         backoff: Backoff | None = None,
         result_flush_timeout: float = RESULT_FLUSH_TIMEOUT,
+        busy_after: float = BUSY_AFTER,
     ) -> None:
         self.worker_type = worker_type
         self._config = config
         self._session = session
         self._backoff = backoff or Backoff(sleep=sleep)
         self._flush_timeout = result_flush_timeout
+        self._busy_after = busy_after
         self._cancellations = Cancellations(lambda: self.config, redis_client, sleep=sleep)
         self._handlers: dict[str, RegisteredHandler] = {}
         self._client: OrchestratorClient | None = None
@@ -61,10 +64,10 @@ class Worker:
         self._heartbeater: Heartbeater | None = None
         self._runner: TaskRunner | None = None
         self._liveness: LivenessFile | None = None
+        self._status_policy: StatusPolicy | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._crashed = asyncio.Event()
         self._force_stop = asyncio.Event()
-        self._draining = False
 
     @property
     def config(self) -> WorkerConfig:
@@ -110,7 +113,9 @@ class Worker:
             logger.warning("no task handlers registered: this worker will never receive tasks")
         self._crashed.clear()
         self._force_stop.clear()
-        self._draining = False
+        self._status_policy = StatusPolicy(
+            config.max_concurrent_tasks, self._busy_after, self._status_changed
+        )
         self._liveness = LivenessFile(config.health_path, config.worker_id, 2 * config.heartbeat_interval)
         client = self._client = OrchestratorClient(config, self._session, self._liveness.observe)
         self._results = ResultSender(ResultSpool(config.spool_path), client.send_result, self._backoff)
@@ -132,7 +137,7 @@ class Worker:
         await self._cancellations.start(client.ws_connect if config.enable_websockets else None)
         slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self._runner = TaskRunner(
-            config, self._handlers, client, self._cancellations, self._results, slots, self._status_changed
+            config, self._handlers, client, self._cancellations, self._results, slots, self._running_changed
         )
         poller = Poller(client, slots, self._runner.spawn, self._backoff, heartbeater.wake)
         self._watch("heartbeat", heartbeater.run())
@@ -146,9 +151,10 @@ class Worker:
     async def stop(self) -> None:
         """Stop polling, drain running tasks (WORKER_SHUTDOWN_TIMEOUT), flush results, disconnect."""
         await self._cancel_loop("poll")
-        self._draining = True
-        if self._runner is not None:
+        if self._status_policy is not None:
+            self._status_policy.draining = True
             self._status_changed()
+        if self._runner is not None:
             await self._runner.drain(self.config.shutdown_timeout, self._force_stop)
         if self._results is not None:
             if not self._force_stop.is_set() and not await self._results.flush(self._flush_timeout):
@@ -160,7 +166,10 @@ class Worker:
             await self._client.close()
         if self._liveness is not None:
             self._liveness.remove()
+        if self._status_policy is not None:
+            self._status_policy.close()
         self._client = self._results = self._heartbeater = self._runner = self._liveness = None
+        self._status_policy = None
 
     async def _cancel_loop(self, name: str) -> None:
         loop = self._loops.pop(name, None)
@@ -211,8 +220,11 @@ class Worker:
         logger.info("registered as %s", self.config.worker_id)
 
     def _status(self) -> str:
-        running = self._runner.running_count if self._runner is not None else 0
-        return heartbeat_status(running, self.config.max_concurrent_tasks, self._draining)
+        return self._status_policy.status() if self._status_policy is not None else IDLE
+
+    def _running_changed(self) -> None:
+        if self._status_policy is not None and self._runner is not None:
+            self._status_policy.update(self._runner.running_count)
 
     def _status_changed(self) -> None:
         if self._heartbeater is not None:

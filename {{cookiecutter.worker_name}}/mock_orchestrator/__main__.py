@@ -21,9 +21,9 @@ def _load_dotenv() -> None:
     load_dotenv(find_dotenv(usecwd=True), override=False)
 
 
-def _configure_logging() -> None:
+def _configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=logging.INFO,
+        level=level,
         stream=sys.stdout,
         format="%(asctime)s mock-orchestrator %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
@@ -39,7 +39,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"mock_orchestrator: {exc}", file=sys.stderr)
         return 2
-    _configure_logging()
+    _configure_logging(config.log_level)
     log = logging.getLogger("mock_orchestrator")
     settings = config.settings
     log.info(

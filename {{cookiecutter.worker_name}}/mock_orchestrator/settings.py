@@ -15,6 +15,7 @@ Environment (``python -m mock_orchestrator``; ``.env`` is read, the real environ
 | ``MOCK_DEMO_TASK`` | unset | a ``POST /api/v1/tasks`` body queued at start-up |
 | ``MOCK_WORKERS_TOML`` | unset | path of a workers.toml (``[worker_id]`` tables with ``token = "..."``): that |
 | | | worker must use its individual token, which is also its HMAC key |
+| ``MOCK_LOG_LEVEL`` | ``INFO`` | ``DEBUG``/``INFO``/``WARNING``/``ERROR``; ``INFO`` logs every task hand-out and result |
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ServerConfig:
     settings: MockSettings
     host: str = "0.0.0.0"
     port: int = 8080
+    log_level: str = "INFO"
 
 
 class ConfigError(ValueError):
@@ -136,6 +138,18 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = env.get("MOCK_LOG_LEVEL", "").strip()
+    if not raw:
+        return "INFO"
+    if raw.upper() not in LOG_LEVELS:
+        raise _problem("MOCK_LOG_LEVEL", raw, f"must be one of {', '.join(LOG_LEVELS)}", "WARNING")
+    return raw.upper()
+
+
 def load_worker_tokens(path: str) -> dict[str, str]:
     """Read individual tokens from a workers.toml (``[worker_id]`` tables with ``token``), as avtomatika does."""
     example = "/app/workers.toml"
@@ -182,4 +196,4 @@ def load_server_config(env: Mapping[str, str]) -> ServerConfig:
         redis_url=_redis_url(env),
         worker_tokens=load_worker_tokens(env["MOCK_WORKERS_TOML"]) if env.get("MOCK_WORKERS_TOML") else {},
     )
-    return ServerConfig(settings=settings, host=host, port=_port(env))
+    return ServerConfig(settings=settings, host=host, port=_port(env), log_level=_log_level(env))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from .records import (
 )
 from .settings import MockSettings
 from .signing import normalize, sign
+from .task_queue import TaskQueue
 
 WORKER_TTL_SECONDS = 120.0  # 2 x WORKER_HEALTH_CHECK_INTERVAL_SECONDS of the real orchestrator
 REPLAY_WINDOW_SECONDS = 65.0
@@ -56,8 +58,8 @@ class MockState:
     workers: dict[str, Worker] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     jobs: dict[str, str] = field(default_factory=dict)
-    queue: list[Task] = field(default_factory=list)
-    nonces: dict[str, float] = field(default_factory=dict)
+    queue: TaskQueue = field(default_factory=TaskQueue)
+    nonces: OrderedDict[str, float] = field(default_factory=OrderedDict)
     task_secret: str = field(default_factory=lambda: secrets.token_hex(32))
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     channels: CommandChannels = field(default_factory=CommandChannels)
@@ -146,8 +148,9 @@ class MockState:
     def remember_nonce(self, key: str) -> bool:
         """Record a replay-guard key for 65 s; False when it is already there."""
         now = self.now()
-        for stale in [k for k, expires in self.nonces.items() if expires <= now]:
-            del self.nonces[stale]
+        # Every key gets the same window, so keys expire in insertion order: drop from the oldest end.
+        while self.nonces and next(iter(self.nonces.values())) <= now:
+            self.nonces.popitem(last=False)
         if key in self.nonces:
             return False
         self.nonces[key] = now + REPLAY_WINDOW_SECONDS
@@ -182,7 +185,7 @@ class MockState:
         if self.settings.strict_dispatch and not self.can_dispatch(task_type):
             self.end(task, QUARANTINED, error_message=str(NoSuitableWorker(task_type)))
         else:
-            self.queue.append(task)
+            self.queue.push(task)
         await self.notify()
         return task
 
@@ -193,13 +196,11 @@ class MockState:
         body = {k: v for k, v in task.current.payload.items() if k not in ("sig", "task_id", "job_id")}
         task.attempts.append(self._attempt(f"task-{uuid.uuid4()}", task.job_id, body))
         task.status = QUEUED
-        if task not in self.queue:
-            self.queue.append(task)
+        self.queue.push(task)
 
     def end(self, task: Task, status: str, *, error_message: str | None = None) -> None:
         """Put the task into a final status (call notify() afterwards)."""
-        if task in self.queue:
-            self.queue.remove(task)
+        self.queue.discard(task)
         task.status, task.finished_at = status, self.now()
         if error_message is not None:
             task.error_message = error_message
@@ -213,14 +214,10 @@ class MockState:
         worker = self.live_worker(worker_id)
         if worker is None or worker.status() != "idle":
             return None
-        skills = set(worker.skills())
-        eligible = [t for t in self.queue if t.type in skills]
-        if not eligible:
-            return None
-        return max(eligible, key=lambda t: (t.priority, -t.seq))
+        return self.queue.best(set(worker.skills()))
 
     def _hand_out(self, task: Task, worker_id: str) -> dict[str, Any]:
-        self.queue.remove(task)
+        self.queue.discard(task)
         now = self.now()
         attempt = task.current
         attempt.status, attempt.worker_id, attempt.started_at = RUNNING, worker_id, now

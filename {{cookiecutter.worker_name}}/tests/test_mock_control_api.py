@@ -125,6 +125,7 @@ async def test_bad_wait_parameter_is_400(client: TestClient) -> None:
 def test_environment_defaults_and_values() -> None:
     config = load_server_config({"WORKER_TOKEN": "w", "CLIENT_TOKEN": "c"})
     assert (config.host, config.port, config.settings.poll_hold_seconds) == ("0.0.0.0", 8080, 30.0)
+    assert config.log_level == "INFO"
     config = load_server_config(
         {
             "WORKER_TOKEN": "w",
@@ -132,9 +133,11 @@ def test_environment_defaults_and_values() -> None:
             "MOCK_HOST": "127.0.0.1",
             "MOCK_PORT": "9000",
             "MOCK_POLL_HOLD_SECONDS": "0.5",
+            "MOCK_LOG_LEVEL": "warning",
         }
     )
     assert (config.host, config.port, config.settings.poll_hold_seconds) == ("127.0.0.1", 9000, 0.5)
+    assert config.log_level == "WARNING"
 
 
 @pytest.mark.parametrize(
@@ -150,6 +153,11 @@ def test_environment_defaults_and_values() -> None:
         (
             {"MOCK_POLL_HOLD_SECONDS": "-1"},
             "MOCK_POLL_HOLD_SECONDS='-1' is invalid: must be a number of seconds",
+        ),
+        (
+            {"MOCK_LOG_LEVEL": "loud"},
+            "MOCK_LOG_LEVEL='loud' is invalid: must be one of DEBUG, INFO, WARNING, ERROR "
+            "(e.g. MOCK_LOG_LEVEL=WARNING)",
         ),
     ],
 )

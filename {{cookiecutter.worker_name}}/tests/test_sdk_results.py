@@ -64,21 +64,87 @@ async def no_sleep(seconds: float) -> None:
     await asyncio.sleep(0)
 
 
+class SpoolWatchingSend(ScriptedSend):
+    """A ScriptedSend that also records how many results were in the spool at each call."""
+
+    def __init__(self, spool: ResultSpool, errors: list[Exception], reply: Any) -> None:
+        super().__init__(errors, reply)
+        self.spooled_at_call: list[int] = []
+        self.spool = spool
+
+    async def __call__(self, message: dict[str, Any]) -> Any:
+        self.spooled_at_call.append(len(self.spool.load()))
+        return await super().__call__(message)
+
+
 @pytest.mark.parametrize(
     "reply",
     [dict(status="accepted"), dict(status="ignored", reason="stale_task")],
 )
-async def test_sender_retries_until_accepted_or_ignored_then_forgets(tmp_path: Path, reply: Any) -> None:
-    send = ScriptedSend([OrchestratorUnavailableError("down"), OrchestratorRejectedError(403, "x")], reply)
+async def test_a_result_whose_first_send_fails_is_spooled_and_retried_until_answered(
+    tmp_path: Path, reply: Any
+) -> None:
     spool = ResultSpool(tmp_path)
+    errors: list[Exception] = [OrchestratorUnavailableError("down"), OrchestratorRejectedError(403, "x")]
+    send = SpoolWatchingSend(spool, errors, reply)
+    sender = ResultSender(spool, send, Backoff(sleep=no_sleep))
+    sender.start()
+    sender.submit(result(1))
+    assert await sender.flush(10)
+    await sender.stop()
+    assert send.spooled_at_call == [0, 1, 1]  # nothing on disk for the first send; kept while retried
+    assert spool.load() == []
+
+
+async def test_results_are_sent_at_once_concurrently_without_touching_the_disk(tmp_path: Path) -> None:
+    in_flight: list[str] = []
+    all_sent = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> Any:
+        in_flight.append(message["task_id"])
+        if len(in_flight) == 3:
+            all_sent.set()
+        await all_sent.wait()  # only returns once all three are in flight at the same time
+        return dict(status="accepted")
+
+    sender = ResultSender(ResultSpool(tmp_path / "spool"), send, Backoff(sleep=no_sleep))
+    sender.start()
+    for n in range(3):
+        sender.submit(result(n))
+    assert await sender.flush(10)
+    await sender.stop()
+    assert sorted(in_flight) == ["task-0", "task-1", "task-2"]
+    assert not (tmp_path / "spool").exists()
+
+
+async def test_while_results_are_being_retried_new_ones_are_spooled_and_queued_behind_them(
+    tmp_path: Path,
+) -> None:
+    spool = ResultSpool(tmp_path)
+    send = SpoolWatchingSend(spool, [OrchestratorUnavailableError("down")] * 3, dict(status="accepted"))
     sender = ResultSender(spool, send, Backoff(sleep=no_sleep))
     sender.submit(result(1))
-    assert len(spool.load()) == 1  # on disk before the first send
+    await asyncio.sleep(0)  # the first send of task-1 fails; it goes to the retry queue
+    await asyncio.sleep(0)
+    sender.submit(result(2))  # the orchestrator is failing: straight to the spool, behind task-1
+    assert [p.task_id for p in spool.load()] == ["task-1", "task-2"]
     sender.start()
     assert await sender.flush(10)
     await sender.stop()
-    assert len(send.calls) == 3
+    assert [c["task_id"] for c in send.calls] == ["task-1", "task-1", "task-1", "task-1", "task-2"]
     assert spool.load() == []
+
+
+async def test_stopping_spools_a_result_whose_first_send_is_still_in_flight(tmp_path: Path) -> None:
+    async def hangs(message: dict[str, Any]) -> Any:
+        await asyncio.Event().wait()
+
+    sender = ResultSender(ResultSpool(tmp_path), hangs, Backoff(sleep=no_sleep))
+    sender.start()
+    sender.submit(result(1))
+    assert not await sender.flush(0.05)
+    await sender.stop()
+    assert [p.task_id for p in ResultSpool(tmp_path).load()] == ["task-1"]
 
 
 async def test_sender_drops_a_result_the_orchestrator_calls_malformed(tmp_path: Path) -> None:

@@ -116,7 +116,9 @@ async def fake() -> AsyncIterator[tuple[FakeOrchestrator, str]]:
     await server.close()
 
 
-def make_worker(url: str, backoff: Backoff | None = None, **overrides: Any) -> Worker:
+def make_worker(
+    url: str, backoff: Backoff | None = None, busy_after: float = 0.0, **overrides: Any
+) -> Worker:
     settings: dict[str, Any] = dict(
         worker_type="inventory-checker",
         orchestrator_url=url,
@@ -127,7 +129,8 @@ def make_worker(url: str, backoff: Backoff | None = None, **overrides: Any) -> W
         shutdown_timeout=5.0,
     )
     settings.update(overrides)
-    worker = Worker(worker_type="inventory-checker", config=WorkerConfig(**settings), backoff=backoff)
+    config = WorkerConfig(**settings)
+    worker = Worker(worker_type="inventory-checker", config=config, backoff=backoff, busy_after=busy_after)
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -299,6 +302,11 @@ async def test_runs_up_to_max_concurrent_tasks_at_once(fake: tuple[FakeOrchestra
     assert sorted(r["task_id"] for r in results) == ["task-0", "task-1", "task-2"]
 
 
+def reported_statuses(orchestrator: FakeOrchestrator) -> list[str]:
+    """The `status` of every signed heartbeat the orchestrator received, oldest first."""
+    return [b["status"] for b in orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}") if b]
+
+
 async def worker_heartbeat(worker: Worker, orchestrator: FakeOrchestrator) -> dict[str, Any]:
     """Trigger one heartbeat now and return the body the orchestrator received."""
     assert worker._heartbeater is not None
@@ -431,15 +439,52 @@ async def test_a_freed_slot_is_reported_idle_promptly(fake: tuple[FakeOrchestrat
         await release.wait()
         return dict()
 
-    def statuses() -> list[str]:
-        return [b["status"] for b in orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}") if b]
-
     async with worker:  # heartbeat_interval is 30 s: only status changes can explain new heartbeats
         await orchestrator.tasks.put(task(1, task_type="slow"))
-        await eventually(lambda: statuses()[-1:] == ["busy"])
+        await eventually(lambda: reported_statuses(orchestrator)[-1:] == ["busy"])
         release.set()
-        await eventually(lambda: statuses()[-1:] == ["idle"])
-    assert statuses() == ["idle", "busy", "idle"]
+        await eventually(lambda: reported_statuses(orchestrator)[-1:] == ["idle"])
+    assert reported_statuses(orchestrator) == ["idle", "busy", "idle"]
+
+
+async def test_short_tasks_back_to_back_never_report_busy(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url, busy_after=60.0, max_concurrent_tasks=1)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @worker.task("slow")
+    async def slow(params: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        await release.wait()
+        return dict()
+
+    async with worker:
+        for n in range(20):
+            await orchestrator.tasks.put(task(n))
+        results = [await asyncio.wait_for(orchestrator.results.get(), 5) for _ in range(20)]
+        await orchestrator.tasks.put(task(99, task_type="slow"))
+        await started.wait()
+        await worker_heartbeat(worker, orchestrator)  # the only slot is taken, but not for 60 s
+        release.set()
+    assert len(results) == 20
+    assert set(reported_statuses(orchestrator)) == {"idle"}
+
+
+async def test_a_slot_held_past_busy_after_is_reported_busy(fake: tuple[FakeOrchestrator, str]) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url, busy_after=0.05, max_concurrent_tasks=1)
+    release = asyncio.Event()
+
+    @worker.task("slow")
+    async def slow(params: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return dict()
+
+    async with worker:
+        await orchestrator.tasks.put(task(1, task_type="slow"))
+        await eventually(lambda: reported_statuses(orchestrator)[-1:] == ["busy"])
+        release.set()
+        await eventually(lambda: reported_statuses(orchestrator)[-1:] == ["idle"])
 
 
 async def test_token_never_appears_in_logs(
