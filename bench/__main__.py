@@ -15,7 +15,7 @@ from typing import Any
 from .measure import WorkerSpec
 from .procs import HERE, REPO, bake, official_python
 from .report import markdown, table
-from .suite import FULL, SHORT, Plan, measure_cancel, measure_worker, ratios
+from .suite import FULL, SHORT, OpenTarget, Plan, Row, measure_cancel, measure_rows, ratios
 from .targets import Target, mock_orchestrator, real_orchestrator
 
 
@@ -28,25 +28,46 @@ def _specs(project: Path) -> dict[str, WorkerSpec]:
     }
 
 
+def _ratio(
+    found: dict[tuple[str, int], dict[str, Any]], name: str, conc: int, other: str, target: bool
+) -> Any:
+    return {
+        "name": name,
+        "ratio": ratios(found["ours", conc], found[other, conc]),
+        "target": target,
+    }
+
+
+def _measure(
+    doc: dict[str, Any],
+    rows: list[Row],
+    specs: dict[str, WorkerSpec],
+    open_target: OpenTarget,
+    plan: Plan,
+    tmp: Path,
+    project: Path,
+    label: str,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    found = {}
+    for summary in measure_rows(rows, specs, open_target, plan, tmp, project, label):
+        found[summary["worker"], summary["concurrency"]] = summary
+        doc["workers"].append(summary)
+    return found
+
+
 def _against_mock(
     doc: dict[str, Any], specs: dict[str, WorkerSpec], plan: Plan, tmp: Path, project: Path, docker: bool
 ) -> None:
     def fresh_mock(workdir: Path) -> AbstractContextManager[Target]:
         return mock_orchestrator(project, workdir, sys.executable)
 
-    found: dict[tuple[str, int], dict[str, Any]] = {}
-    for name, conc in (("ours", 1), ("ours", 8), ("bare", 1), ("bare", 8)):
-        found[name, conc] = measure_worker(
-            specs[name], fresh_mock, conc, plan, tmp, project, plan.tasks, "mock"
-        )
-        doc["workers"].append(found[name, conc])
+    rows = [
+        Row(name, conc, plan.tasks) for name, conc in (("ours", 1), ("ours", 8), ("bare", 1), ("bare", 8))
+    ]
+    found = _measure(doc, rows, specs, fresh_mock, plan, tmp, project, "mock")
     for conc in (1, 8):
         doc["ratios"].append(
-            {
-                "name": f"mock, concurrency {conc}: ours / bare loop tasks/s",
-                "ratio": ratios(found["ours", conc], found["bare", conc]),
-                "target": False,
-            }
+            _ratio(found, f"mock, concurrency {conc}: ours / bare loop tasks/s", conc, "bare", False)
         )
     with fresh_mock(tmp / "mock-cancel") as mock:
         for websocket in (True, False):
@@ -60,27 +81,14 @@ def _against_mock(
 def _against_real(
     doc: dict[str, Any], specs: dict[str, WorkerSpec], plan: Plan, tmp: Path, project: Path
 ) -> None:
-    found: dict[tuple[str, int], dict[str, Any]] = {}
-    for name, conc in (("ours", 1), ("official", 1), ("bare", 1), ("ours", 8), ("official", 8)):
-        found[name, conc] = measure_worker(
-            specs[name], real_orchestrator, conc, plan, tmp, project, plan.real_tasks, "real"
-        )
-        doc["workers"].append(found[name, conc])
+    pairs = (("ours", 1), ("official", 1), ("bare", 1), ("ours", 8), ("official", 8))
+    rows = [Row(name, conc, plan.real_tasks) for name, conc in pairs]
+    found = _measure(doc, rows, specs, real_orchestrator, plan, tmp, project, "real")
     for conc in (1, 8):
-        doc["ratios"].append(
-            {
-                "name": f"real orchestrator, concurrency {conc}: ours / official tasks/s",
-                "ratio": ratios(found["ours", conc], found["official", conc]),
-                "target": conc == 1,
-            }
-        )
-    doc["ratios"].append(
-        {
-            "name": "real orchestrator, concurrency 1: ours / bare loop tasks/s",
-            "ratio": ratios(found["ours", 1], found["bare", 1]),
-            "target": False,
-        }
-    )
+        name = f"real orchestrator, concurrency {conc}: ours / official tasks/s"
+        doc["ratios"].append(_ratio(found, name, conc, "official", conc == 1))
+    name = "real orchestrator, concurrency 1: ours / bare loop tasks/s"
+    doc["ratios"].append(_ratio(found, name, 1, "bare", False))
 
 
 def run(plan: Plan, short: bool, docker: bool) -> dict[str, Any]:

@@ -40,51 +40,68 @@ FULL = Plan(runs=int(os.environ.get("BENCH_RUNS", "5")), tasks=2000, real_tasks=
 OpenTarget = Callable[[Path], AbstractContextManager[Target]]
 
 
-def measure_worker(
-    spec: WorkerSpec,
+@dataclass(frozen=True)
+class Row:
+    """One table row: a worker at a concurrency against one kind of orchestrator."""
+
+    worker: str
+    concurrency: int
+    tasks: int  # per throughput run
+
+
+def measure_rows(
+    rows: list[Row],
+    specs: dict[str, WorkerSpec],
     open_target: OpenTarget,
-    concurrency: int,
     plan: Plan,
     tmp: Path,
     cwd: Path,
-    tasks: int,
     label: str,
-) -> dict[str, Any]:
-    """Throughput, pickup p50/p99, CPU per task and idle RSS of one worker, each run on a fresh
-    orchestrator and a fresh worker process (the real orchestrator slows down as jobs accumulate, and a
-    worker that lost jobs in one run must not spoil the next)."""
-    rates: list[float] = []
-    cpus: list[float] = []
-    p50s: list[float] = []
-    p99s: list[float] = []
-    rss: list[float] = []
-    lost_total = 0
-    target_kind = ""
+) -> list[dict[str, Any]]:
+    """Every row, run after run with the rows interleaved (run 1 of each row, then run 2, ...), so that
+    a slow spell of the machine hits every row and ratios of the same run stay fair. Each run has a fresh
+    orchestrator and worker process: the real orchestrator slows down as jobs accumulate, and a worker
+    that lost jobs in one run must not spoil the next."""
+    runs: dict[Row, list[dict[str, Any]]] = {row: [] for row in rows}
     for run in range(plan.runs):
-        workdir = tmp / f"{label}-{spec.name}-c{concurrency}-run{run}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        with open_target(workdir) as target, running_worker(spec, target, concurrency, workdir, cwd) as proc:
-            target_kind = target.kind
-            rss.append(idle_rss(proc))
-            rate, cpu, lost = throughput(target, proc, tasks)
-            lat = pickup_latencies(target, plan.pickups)
-        lost_total += lost + plan.pickups - len(lat)
-        rates.append(rate)
-        cpus.append(cpu * 1000)
-        p50s.append(percentile(lat, 50) if lat else math.nan)
-        p99s.append(percentile(lat, 99) if lat else math.nan)
+        for row in rows:
+            workdir = tmp / f"{label}-{row.worker}-c{row.concurrency}-run{run}"
+            runs[row].append(_one_run(specs[row.worker], open_target, row, plan, workdir, cwd))
+    return [_summary(row, label, runs[row]) for row in rows]
+
+
+def _one_run(
+    spec: WorkerSpec, open_target: OpenTarget, row: Row, plan: Plan, workdir: Path, cwd: Path
+) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open_target(workdir) as target, running_worker(spec, target, row.concurrency, workdir, cwd) as proc:
+        rss = idle_rss(proc)
+        rate, cpu, lost = throughput(target, proc, row.tasks)
+        lat = pickup_latencies(target, plan.pickups)
     return {
-        "worker": spec.name,
-        "orchestrator": target_kind,
-        "concurrency": concurrency,
+        "rate": rate,
+        "cpu_ms": cpu * 1000,
+        "p50": percentile(lat, 50) if lat else math.nan,
+        "p99": percentile(lat, 99) if lat else math.nan,
+        "rss": rss,
+        "lost": lost + plan.pickups - len(lat),
+    }
+
+
+def _summary(row: Row, label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = [r["rate"] for r in runs]
+    return {
+        "worker": row.worker,
+        "orchestrator": label,
+        "concurrency": row.concurrency,
         "tasks_per_s": spread(rates),
-        "pickup_p50_ms": spread(p50s),
-        "pickup_p99_ms": spread(p99s),
-        "cpu_ms_per_task": spread(cpus),
-        "idle_rss_mb": spread(rss),
-        "runs": {"tasks_per_s": rates, "idle_rss_mb": rss},
-        "tasks_per_run": tasks,
-        "unfinished_tasks": lost_total,
+        "pickup_p50_ms": spread([r["p50"] for r in runs]),
+        "pickup_p99_ms": spread([r["p99"] for r in runs]),
+        "cpu_ms_per_task": spread([r["cpu_ms"] for r in runs]),
+        "idle_rss_mb": spread([r["rss"] for r in runs]),
+        "runs": {"tasks_per_s": rates, "idle_rss_mb": [r["rss"] for r in runs]},
+        "tasks_per_run": row.tasks,
+        "unfinished_tasks": sum(r["lost"] for r in runs),
         "load": os.getloadavg(),
     }
 
