@@ -110,7 +110,7 @@ def measure_cancel(
     spec: WorkerSpec, target: Target, websocket: bool, plan: Plan, tmp: Path, cwd: Path
 ) -> dict[str, Any]:
     """Cancel request -> handler stopped, over the WebSocket or through the Redis flag only."""
-    extra = {"WORKER_ENABLE_WEBSOCKETS": "true" if websocket else "false"}
+    extra = {"WORKER_ENABLE_WEBSOCKETS": "true" if websocket else "false", "BENCH_HOLD_SKILL": "1"}
     channel = "websocket" if websocket else "redis_flag"
     (tmp / channel).mkdir(parents=True, exist_ok=True)
     with running_worker(spec, target, 1, tmp / channel, cwd, extra) as _proc:
