@@ -131,7 +131,8 @@ def markdown(doc: dict[str, Any]) -> str:
         ),
         (
             "- CPU ms/task: the worker process's CPU time (all threads) while draining, per task finished. "
-            "Idle RSS: VmRSS of the registered, idle worker. Both orchestrators log at WARNING. The bare loop "
+            "Idle RSS: VmRSS of the registered, idle worker. The mock runs with MOCK_LOG_LEVEL=WARNING, the real "
+            "orchestrator with LOG_LEVEL=WARNING (1.0b30 still logs every HTTP request). The bare loop "
             "(`bench/bare_loop.py`) only polls and posts signed results: it bounds what any SDK can get."
         ),
         "",
