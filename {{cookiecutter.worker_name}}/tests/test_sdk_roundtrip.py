@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from sdk_faults import worker_config
 
-from avtomatika_worker import Worker, WorkerConfig
+from avtomatika_worker import Worker
 from avtomatika_worker.typing import TRANSIENT_ERROR
 from mock_orchestrator import MockSettings, create_app
 
@@ -40,18 +41,7 @@ async def client(orchestrator_url: str) -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def build_worker(orchestrator_url: str, tmp_path: Path) -> Worker:
-    config = WorkerConfig(
-        worker_type="inventory-checker",
-        orchestrator_url=orchestrator_url,
-        worker_token=WORKER_TOKEN,
-        worker_id=WORKER_ID,
-        max_concurrent_tasks=2,
-        heartbeat_interval=15.0,
-        poll_timeout=75.0,
-        shutdown_timeout=5.0,
-        spool_dir=str(tmp_path / "spool"),
-        health_file=str(tmp_path / "health.json"),
-    )
+    config = worker_config(orchestrator_url, tmp_path, worker_token=WORKER_TOKEN, worker_id=WORKER_ID)
     worker = Worker(worker_type="inventory-checker", config=config)
 
     @worker.task("check_inventory")
