@@ -49,6 +49,9 @@ def worker_env(
         "REQUIRE_TASK_SIGNATURE": "false",
         "BENCH_MARKS_FILE": str(tmp / "marks"),
         "LOG_LEVEL": "WARNING",
+        # The throughput rows run without rate limits (mock, and the real orchestrator with
+        # RATE_LIMITING_ENABLED=false); the rate-limit row passes the orchestrator's settings.
+        "WORKER_RATE_LIMITS": "off",
         **spec.env,
     }
 

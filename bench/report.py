@@ -10,12 +10,17 @@ TARGETS = {
 }
 
 
-def _fmt(value: float) -> str:
+def fmt(value: float) -> str:
+    """A number with as many digits as its size deserves (1,234; 56.7; 8.90)."""
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def _span(stats: dict[str, float]) -> str:
-    return f"{_fmt(stats['median'])} ({_fmt(stats['min'])}-{_fmt(stats['max'])})"
+    return f"{fmt(stats['median'])} ({fmt(stats['min'])}-{fmt(stats['max'])})"
+
+
+def _counts(stats: dict[str, float]) -> str:
+    return f"{stats['median']:.0f} ({stats['min']:.0f}-{stats['max']:.0f})"
 
 
 def _verdict(ok: bool) -> str:
@@ -80,6 +85,55 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
             ]
         )
     out.extend(_image_rows(doc.get("image")))
+    out.extend(_rate_rows(doc.get("ratelimit")))
+    return out
+
+
+def rate_title(rate: dict[str, Any]) -> str:
+    """How the rate-limit row names its limits: default ones, or the scaled-down ones of short mode."""
+    lim = rate["limits"]
+    if (lim["period"], lim["poll"], lim["heartbeat"], lim["other"]) == (60, 60, 120, 100):
+        return "default rate limits"
+    return f"rate limits scaled down ({lim['poll']} polls / {lim['period']} s)"
+
+
+def rate_goal(rate: dict[str, Any]) -> float:
+    """Ours must reach 95 % of the tasks/min that the poll limit allows."""
+    return 0.95 * float(rate["allowed_per_min"])
+
+
+def _rate_rows(rate: dict[str, Any] | None) -> list[list[str]]:
+    if not rate:
+        return []
+    out: list[list[str]] = []
+    window = f"{rate['window_s'] / 60:g} min" if rate["window_s"] >= 60 else f"{rate['window_s']:g} s"
+    for w in rate["workers"]:
+        ours = w["worker"] == "ours"
+        name = f"{w['worker']} vs real, {rate_title(rate)}"
+        rpm = w["tasks_per_min"]["median"]
+        storms = w["storms"]["max"]
+        out += [
+            [
+                f"{name}: tasks/min over {window}",
+                _span(w["tasks_per_min"]),
+                f">= {rate_goal(rate):.0f}" if ours else "",
+                _verdict(rpm >= rate_goal(rate)) if ours else "",
+            ],
+            [f"{name}: steady tasks/min (first to last burst)", _span(w["steady_tasks_per_min"]), "", ""],
+            [f"{name}: HTTP 429 replies", _counts(w["http_429"]), "", ""],
+            [
+                f"{name}: 429 storms (>= 3 in one period)",
+                _counts(w["storms"]),
+                "0" if ours else "",
+                _verdict(storms == 0) if ours else "",
+            ],
+            [
+                f"{name}: jobs lost",
+                str(w["lost"]),
+                "0" if ours else "",
+                _verdict(w["lost"] == 0) if ours else "",
+            ],
+        ]
     return out
 
 
@@ -90,8 +144,8 @@ def _image_rows(image: dict[str, Any] | None) -> list[list[str]]:
 
     over = image["over_base_mb"]
     return [
-        ["image size MB", _fmt(image["image_mb"]), "", ""],
-        [f"image over base ({image['base_image']}) MB", _fmt(over), "<= 30", _verdict(over <= 30)],
+        ["image size MB", fmt(image["image_mb"]), "", ""],
+        [f"image over base ({image['base_image']}) MB", fmt(over), "<= 30", _verdict(over <= 30)],
         ["cold start s (docker run -> registered)", _span(spread(image["cold_start_s"])), "", ""],
         ["rebuild s after a source-only change", _span(spread(image["rebuild_s"])), "", ""],
     ]
@@ -104,23 +158,61 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body)
 
 
-def markdown(doc: dict[str, Any]) -> str:
-    """docs/benchmarks.md: how it was measured, the environment and the table."""
+def _rate_lines(rate: dict[str, Any] | None) -> list[str]:
+    if not rate:
+        return []
+    env = " ".join(f"{k}={v}" for k, v in rate["orchestrator_env"].items())
+    return [
+        (
+            f"- rate-limit row ({rate['mode']} mode, measured {rate['measured_at']}, {rate['runs']} run(s) per "
+            f"worker, interleaved: one run each is enough at this length): a fresh real orchestrator per run "
+            f"with `{env}`; {rate['backlog']} `noop` jobs queued while the registered worker is stopped "
+            "(SIGSTOP: with no registered worker the dispatcher fails them), then concurrency 1 for "
+            f"{rate['window_s']:g} s from the first handler start, and the worker is stopped (SIGTERM). "
+            "WORKER_TIMEOUT_SECONDS is raised above the run's length because it also fails dispatched jobs "
+            "still queued after that time; the client API is limited per address and path too, so the "
+            "bench's own requests rotate over loopback source addresses."
+        ),
+        (
+            f"- tasks/min: handler starts within [first start, first start + window] per minute; the poll "
+            f"limit allows {rate['allowed_per_min']:g} (one task per poll). The orchestrator counts with "
+            "INCR + EXPIRE on every request, rejected ones included, so a counter only resets after a whole "
+            "period without requests of that type: a worker gets bursts, and the steady figure is the tasks "
+            "from the first burst's start to the last burst's start over that time (no cut burst). 429s: "
+            "the orchestrator's access log (every request with its status, even at LOG_LEVEL=WARNING); a "
+            "storm is 3 or more 429s within one period (non-overlapping periods, each opened by a 429). "
+            "Lost: jobs failed or quarantined, or taken by the worker and never answered; jobs the window "
+            "did not reach are not lost."
+        ),
+    ]
+
+
+def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
+    """docs/benchmarks.md: how it was measured, the environment, the chart and the table."""
     env = doc["environment"]
+    again = env.get("remeasured")
     lines = [
         "# Benchmarks",
         "",
-        "Generated by `make bench` (`python -m bench`) from `docs/benchmarks.json`; do not edit by hand.",
+        (
+            "Generated by `make bench` (`python -m bench`) from `docs/benchmarks.json`; do not edit by hand "
+            "(`python -m bench --render-only` re-renders this page and the chart from the JSON)."
+        ),
         "",
         (
             f"- mode: {env['mode']}, {env['runs']} run(s), each on a fresh orchestrator and a fresh worker "
             f"process; per run {env['tasks']} tasks (mock) or {env['real_tasks']} jobs (real orchestrator, "
             f"every worker) for throughput, then {env['pickups']} sequential tasks for pickup latency"
         ),
+        *(
+            [f"- re-measured later with `--only {' '.join(again['sections'])}` ({again['mode']} mode)"]
+            if again
+            else []
+        ),
         f"- machine: {env['cpus']} CPU(s), Python {env['python']}, load average at start {env['load_start']}",
         (
             f"- mock poll hold: {env['mock_poll_hold_s']} s; real orchestrator WORKER_POLL_TIMEOUT_SECONDS: "
-            f"{env['real_poll_timeout_s']} s; rate limiting off, Redis storage"
+            f"{env['real_poll_timeout_s']} s; rate limiting off (except in the rate-limit row), Redis storage"
         ),
         (
             "- throughput: tasks queued while the worker is stopped (SIGSTOP), then drained; rate = (n-1) / "
@@ -135,7 +227,9 @@ def markdown(doc: dict[str, Any]) -> str:
             "orchestrator with LOG_LEVEL=WARNING (1.0b30 still logs every HTTP request). The bare loop "
             "(`bench/bare_loop.py`) only polls and posts signed results: it bounds what any SDK can get."
         ),
+        *_rate_lines(doc.get("ratelimit")),
         "",
+        *([f"![Benchmark chart: medians with min-max whiskers]({chart})", ""] if chart else []),
         "| metric | median (min-max) | target | |",
         "|---|---|---|---|",
     ]

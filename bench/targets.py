@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +29,34 @@ from .procs import (
 
 TERMINAL_JOB = frozenset({"finished", "failed", "error", "quarantined", "cancelled"})
 ACTIVE_TASK = frozenset({"queued", "running"})
-_OPENER = urllib.request.build_opener()
+# 1.0b30 (orchestrator/app.py) outlives SIGTERM until SIGKILL; its state is not needed once read back.
+REAL_STOP_GRACE_S = 3.0
+# Loopback source addresses for the client API of a rate-limited orchestrator: it counts requests per
+# client address and path (RATE_LIMIT_LIMIT per period), which would otherwise bound the bench's own
+# submissions and reads, not the worker under test (whose limits are per worker id).
+SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 34))
 
 
-def call(method: str, url: str, body: Any = None) -> Any:
-    """One JSON request with the client token."""
+class _FromSource(urllib.request.HTTPHandler):
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(http.client.HTTPConnection, req, source_address=(self.source, 0))
+
+
+@cache
+def _opener(source: str | None) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(*([_FromSource(source)] if source else []))
+
+
+def call(method: str, url: str, body: Any = None, source: str | None = None) -> Any:
+    """One JSON request with the client token (from the loopback address `source`, if given)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"X-Client-Token": CLIENT_TOKEN})
     req.add_header("Content-Type", "application/json")
-    with _OPENER.open(req, timeout=60) as resp:
+    with _opener(source).open(req, timeout=60) as resp:
         return json.loads(resp.read() or b"null")
 
 
@@ -53,26 +75,33 @@ class Target:
     kind: str
     url: str
     redis_url: str
+    sources: tuple[str, ...] = ()  # client requests rotate over these source addresses (rate limits on)
+    _turn: int = field(default=0, repr=False)
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        source = self.sources[self._turn % len(self.sources)] if self.sources else None
+        self._turn += 1
+        return call(method, f"{self.url}{path}", body, source)
 
     def worker_ids(self) -> set[str]:
         """Ids of the live registered workers."""
-        reply = call("GET", f"{self.url}/api/v1/workers")
+        reply = self._call("GET", "/api/v1/workers")
         records = reply["workers"] if self.kind == "mock" else reply
         return {w["worker_id"] for w in records if isinstance(w, dict)}
 
     def submit(self, task_type: str = "noop", params: dict[str, Any] | None = None) -> Submitted:
         """Queue one task (mock) or job (real)."""
         if self.kind == "mock":
-            view = call("POST", f"{self.url}/api/v1/tasks", {"type": task_type, "params": params or {}})
+            view = self._call("POST", "/api/v1/tasks", {"type": task_type, "params": params or {}})
             return Submitted(view["task_id"], view["created_at"])
         before = time.time()
-        reply = call("POST", f"{self.url}/api/v1/jobs/bench_noop", {"initial_data": params or {}})
+        reply = self._call("POST", "/api/v1/jobs/bench_noop", {"initial_data": params or {}})
         return Submitted(reply["job_id"], before)
 
     def record(self, ref: str) -> dict[str, Any]:
         """The task view (mock) or job record (real)."""
         path = "tasks" if self.kind == "mock" else "jobs"
-        return dict(call("GET", f"{self.url}/api/v1/{path}/{ref}"))
+        return dict(self._call("GET", f"/api/v1/{path}/{ref}"))
 
     def done(self, ref: str) -> bool:
         """Whether the task/job has ended."""
@@ -83,7 +112,7 @@ class Target:
         """Wait for the task/job to end (the mock long-polls; the real one is re-read)."""
         if self.kind == "mock":
             wait_until(
-                lambda: call("GET", f"{self.url}/api/v1/tasks/{ref}?wait=5")["status"] not in ACTIVE_TASK,
+                lambda: self._call("GET", f"/api/v1/tasks/{ref}?wait=5")["status"] not in ACTIVE_TASK,
                 timeout,
                 f"task {ref}",
             )
@@ -102,17 +131,25 @@ class Target:
     def cancel(self, ref: str) -> None:
         """Request cancellation through the control/client API."""
         path = "tasks" if self.kind == "mock" else "jobs"
-        call("POST", f"{self.url}/api/v1/{path}/{ref}/cancel")
+        self._call("POST", f"/api/v1/{path}/{ref}/cancel")
 
 
 def _serve(
-    args: list[str], env: dict[str, str], log: Path, cwd: Path, kind: str, redis_url: str, ready_path: str
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    cwd: Path,
+    kind: str,
+    redis_url: str,
+    ready_path: str,
+    sources: tuple[str, ...] = (),
+    stop_grace: float = 15.0,
 ) -> Iterator[Target]:
     port = free_port()
     env = {**os.environ, **env, "API_PORT": str(port), "MOCK_PORT": str(port)}
     log.parent.mkdir(parents=True, exist_ok=True)
     with logged_process(args, env, log, cwd) as proc:
-        target = Target(kind, f"http://127.0.0.1:{port}", redis_url)
+        target = Target(kind, f"http://127.0.0.1:{port}", redis_url, sources)
 
         def up() -> bool:
             if proc.poll() is not None:
@@ -124,7 +161,14 @@ def _serve(
                 return False
 
         wait_until(up, 60, f"the {kind} orchestrator", pause=0.05)
-        yield target
+        try:
+            yield target
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=stop_grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @contextmanager
@@ -150,8 +194,9 @@ def mock_orchestrator(project: Path, workdir: Path, python: str) -> Iterator[Tar
 
 
 @contextmanager
-def real_orchestrator(workdir: Path) -> Iterator[Target]:
-    """avtomatika (pinned) on Redis, rate limiting off, with the sample and bench blueprints."""
+def real_orchestrator(workdir: Path, overrides: Mapping[str, str] | None = None) -> Iterator[Target]:
+    """avtomatika (pinned) on Redis with the bench blueprint; rate limiting off unless `overrides` (added
+    to its environment) turn it on, in which case the client requests rotate over SOURCES."""
     blueprints = workdir / "blueprints"
     blueprints.mkdir(parents=True, exist_ok=True)
     (blueprints / "bench_noop.py").write_text((HERE / "blueprints" / "bench_noop.py").read_text())
@@ -166,7 +211,9 @@ def real_orchestrator(workdir: Path) -> Iterator[Target]:
             "DETAILED_API_RESPONSES": "true",
             "LOG_LEVEL": "WARNING",
             "BLUEPRINTS_DIR": str(blueprints),
+            **(overrides or {}),
         }
+        limited = env["RATE_LIMITING_ENABLED"].lower() == "true"
         yield from _serve(
             [str(orchestrator_python()), "app.py"],
             env,
@@ -175,4 +222,6 @@ def real_orchestrator(workdir: Path) -> Iterator[Target]:
             "real",
             redis_url,
             "/_public/status",
+            SOURCES if limited else (),
+            REAL_STOP_GRACE_S,
         )

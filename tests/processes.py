@@ -109,9 +109,9 @@ def orchestrator_python() -> Path:
 
 @contextmanager
 def logged_process(
-    args: list[str], env: dict[str, str], log: Path, cwd: Path
+    args: list[str], env: dict[str, str], log: Path, cwd: Path, grace: float = 15.0
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a process with its output in `log`; stop it (SIGTERM, then SIGKILL) on exit."""
+    """Run a process with its output in `log`; stop it (SIGTERM, then SIGKILL after `grace` s) on exit."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -119,7 +119,7 @@ def logged_process(
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from bench.ratelimit import rates, storms
 from processes import orchestrator_python
 
 pytestmark = pytest.mark.bench
@@ -63,6 +66,38 @@ def test_short_benchmark_produces_every_row_with_positive_numbers(tmp_path: Path
         assert _positive(doc["image"]["over_base_mb"]) and all(
             _positive(s) for s in doc["image"]["cold_start_s"]
         )
+    rate = doc["ratelimit"]
+    assert {w["worker"] for w in rate["workers"]} == {"ours", "official"}
+    for row in rate["workers"]:
+        assert _positive(row["tasks_per_min"]) and _positive(row["steady_tasks_per_min"]), row
+        assert row["lost"] == 0, (row["worker"], "rate-limit row lost jobs")
     markdown = out.with_suffix(".md").read_text()
-    assert markdown.count("\n| ") >= 40 and "ours / official" in markdown
+    assert markdown.count("\n| ") >= 50 and "ours / official" in markdown
+    assert "![Benchmark chart" in markdown and "(benchmarks.svg)" in markdown
     assert "ours vs mock, concurrency 1: tasks/s" in done.stdout
+    assert "ours vs real, rate limits scaled down (10 polls / 5 s): tasks/min over 15 s" in done.stdout
+    chart = ET.parse(out.with_suffix(".svg")).getroot()
+    assert len(chart.findall("{http://www.w3.org/2000/svg}rect")) > 20
+
+
+def test_rate_figures_do_not_depend_on_where_the_window_cuts_a_burst() -> None:
+    """Bursts of 60 one period apart: 60/min in the window and steady, whatever the burst's spacing."""
+    starts = [burst * 60.5 + i * 0.01 for burst in range(6) for i in range(60)]
+    figures = rates(starts, 300.0, 60)
+    assert figures["tasks_in_window"] == 300 and figures["bursts"] == 5
+    assert figures["tasks_per_min"] == 60.0 and 59 < figures["steady_tasks_per_min"] < 60
+    assert rates([], 300.0, 60)["tasks_per_min"] == 0.0
+    assert storms([0.0, 1.0, 2.0, 30.0, 100.0, 170.0, 171.0], 60) == 1
+    assert storms([0.0, 61.0, 122.0], 60) == 0
+
+
+def test_render_only_rewrites_the_page_and_chart_from_the_json(tmp_path: Path) -> None:
+    """The committed JSON renders to Markdown with the chart link and to well-formed SVG."""
+    out = tmp_path / "benchmarks.json"
+    shutil.copy(REPO / "docs" / "benchmarks.json", out)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "bench", "--render-only", "--out", str(out)]
+    done = subprocess.run(args, cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "![Benchmark chart" in out.with_suffix(".md").read_text()
+    assert ET.parse(out.with_suffix(".svg")).getroot().tag == "{http://www.w3.org/2000/svg}svg"

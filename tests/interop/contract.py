@@ -14,7 +14,7 @@ import redis
 
 from interop.scenarios import SCENARIOS, UNKNOWN_JOB, Step
 from interop.targets import Target
-from interop.wire import WireClient
+from interop.wire import Reply, WireClient
 
 CANCEL_FLAG_TTL = 3600
 OUTCOME_TIMEOUT = 20.0
@@ -77,9 +77,14 @@ class ScenarioRun:
         return (await self.client.heartbeat(substitute(step.args["body"], self.names()))).pair()
 
     async def event(self, step: Step) -> Any:
-        """Signed event about the current task."""
-        task = self.tasks[-1]
-        body = {"target_job_id": task["job_id"], "target_task_id": task["task_id"], **step.args}
+        """Signed event about the current task (about no task before the first poll)."""
+        body = dict(step.args)
+        if self.tasks:
+            body = {
+                "target_job_id": self.tasks[-1]["job_id"],
+                "target_task_id": self.tasks[-1]["task_id"],
+                **body,
+            }
         return (await self.client.event(body)).pair()
 
     async def create(self, step: Step) -> Any:
@@ -114,6 +119,25 @@ class ScenarioRun:
         task = self.tasks[which] if self.tasks else {"job_id": UNKNOWN_JOB, "task_id": "task-unknown"}
         body = {"job_id": task["job_id"], "task_id": task["task_id"], "status": "success", **args}
         return (await self.client.result(body)).pair()
+
+    async def polls(self, step: Step) -> Any:
+        """`count` polls at once (each is counted when it arrives, so the holds overlap)."""
+        replies = await asyncio.gather(*(self.client.poll() for _ in range(step.args["count"])))
+        return [reply.pair() for reply in replies]
+
+    async def exact(self, step: Step) -> Any:
+        """One `request` (see EXACT_REQUESTS) compared byte for byte with its protocol headers.
+
+        A bare int expectation compares the status only.
+        """
+        reply = await EXACT_REQUESTS[step.args["request"]](self)
+        return reply.status if isinstance(step.expect, int) else reply.exact()
+
+    async def ws_cycle(self, step: Step) -> Any:
+        """Open the WebSocket command channel and close it again."""
+        ws = await self.client.websocket()
+        await ws.close()
+        return "opened"
 
     async def cancel(self, step: Step) -> Any:
         """Cancel the current work through the target's own API."""
@@ -157,11 +181,38 @@ class ScenarioRun:
             await self.ws.close()
 
 
-async def play(target: Target, http: aiohttp.ClientSession, name: str) -> None:
-    """Run scenario `name` against `target`, asserting every step's answer."""
+def _worker_path(run: ScenarioRun) -> str:
+    return f"/_worker/workers/{run.client.worker_id}"
+
+
+EXACT_REQUESTS: dict[str, Callable[[ScenarioRun], Awaitable[Reply]]] = {
+    "register": lambda run: run.client.register([run.skill]),
+    "register_wrong_token": lambda run: run.client.register([run.skill], token="not-the-token"),
+    "register_bad_json": lambda run: run.client.send(
+        "POST", "/_worker/workers/register", b"{nope", run.client.headers()
+    ),
+    "heartbeat_empty": lambda run: run.client.heartbeat(None),
+    "heartbeat": lambda run: run.client.heartbeat({"status": "idle"}),
+    "heartbeat_bad_json": lambda run: run.client.send(
+        "PATCH", _worker_path(run), b"{nope", run.client.headers()
+    ),
+    "poll": lambda run: run.client.poll(),
+    "result": lambda run: run.client.result(
+        {"job_id": UNKNOWN_JOB, "task_id": "task-unknown", "status": "success"}
+    ),
+    "event": lambda run: run.client.event({"event_type": "progress", "payload": {"progress": 0.5}}),
+    "ws_upgrade": lambda run: run.client.websocket_handshake(),
+    "ws_plain_get": lambda run: run.client.websocket_handshake(upgrade=False),
+}
+
+
+async def play(
+    target: Target, http: aiohttp.ClientSession, name: str, scenarios: dict[str, list[Step]] = SCENARIOS
+) -> None:
+    """Run scenario `name` (of `scenarios`) against `target`, asserting every step's answer."""
     run = ScenarioRun(target, http, name)
     try:
-        for index, step in enumerate(SCENARIOS[name], 1):
+        for index, step in enumerate(scenarios[name], 1):
             action: Callable[[Step], Awaitable[Any]] = getattr(run, step.do)
             observed = await action(step)
             expected = substitute(step.expect, run.names())

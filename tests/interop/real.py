@@ -36,6 +36,7 @@ class RealOrchestrator:
     base_url: str
     redis_url: str
     log: Path
+    worker_rate_limits: str = "off"  # WORKER_RATE_LIMITS matching the orchestrator's RATE_LIMIT_* settings
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """Call the client API with the client token."""
@@ -124,7 +125,8 @@ def real_orchestrator(
             (workdir / "workers.toml").write_text(workers_toml)
             environment["WORKERS_CONFIG_PATH"] = str(workdir / "workers.toml")
         log = workdir / "orchestrator.log"
-        with logged_process([str(python), "app.py"], environment, log, ORCHESTRATOR_DIR) as proc:
+        # 1.0b30 does not exit on SIGTERM within 40 s (its shutdown waits on background tasks): 3 s, then SIGKILL.
+        with logged_process([str(python), "app.py"], environment, log, ORCHESTRATOR_DIR, grace=3) as proc:
             base_url = f"http://127.0.0.1:{port}"
             wait_for(
                 lambda: proc.poll() is not None or answers(base_url + "/_public/status"),
@@ -132,7 +134,17 @@ def real_orchestrator(
                 "the orchestrator",
             )
             assert proc.poll() is None, log.read_text()[-3000:]
-            yield RealOrchestrator(base_url, redis_url, log)
+            yield RealOrchestrator(base_url, redis_url, log, matching_worker_limits(environment))
+
+
+def matching_worker_limits(environment: dict[str, str]) -> str:
+    """The WORKER_RATE_LIMITS that tells a worker the orchestrator's RATE_LIMIT_* settings (1.0b30 config.py)."""
+    if environment.get("RATE_LIMITING_ENABLED", "true").lower() != "true":
+        return "off"
+    setting = {"poll": "RATE_LIMIT_POLL_LIMIT", "heartbeat": "RATE_LIMIT_HEARTBEAT_LIMIT"}
+    setting |= {"other": "RATE_LIMIT_LIMIT", "period": "RATE_LIMIT_PERIOD"}
+    defaults = {"poll": "60", "heartbeat": "120", "other": "100", "period": "60"}
+    return ",".join(f"{name}={environment.get(var, defaults[name])}" for name, var in setting.items())
 
 
 @dataclass
@@ -168,6 +180,7 @@ def baked_worker(
         "WORKER_ENABLE_WEBSOCKETS": "false",
         "WORKER_SPOOL_DIR": str(project.parent / f"spool-{worker_id}"),
         "WORKER_HEALTH_FILE": str(project.parent / f"health-{worker_id}.json"),
+        "WORKER_RATE_LIMITS": orchestrator.worker_rate_limits,
         **(env or {}),
     }
     log = project.parent / f"{worker_id}.log"

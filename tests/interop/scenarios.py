@@ -253,3 +253,108 @@ SCENARIOS: dict[str, list[Step]] = {
         S("ws_receive", {"command": "cancel_task", "task_id": "{task_id}", "job_id": "{job_id}"}),
     ],
 }
+
+# --- rate limiting: played against a second pair of targets with small limits ---------------------------
+
+RATE_LIMIT = 3  # for every message type, per worker, within RATE_LIMIT_PERIOD seconds
+RATE_LIMIT_PERIOD = 60  # longer than the whole run, so no counter resets half-way
+REAL_RATE_LIMIT_ENV = {
+    "RATE_LIMITING_ENABLED": "true",
+    "RATE_LIMIT_PERIOD": str(RATE_LIMIT_PERIOD),
+    "RATE_LIMIT_POLL_LIMIT": str(RATE_LIMIT),
+    "RATE_LIMIT_HEARTBEAT_LIMIT": str(RATE_LIMIT),
+    "RATE_LIMIT_LIMIT": str(RATE_LIMIT),
+}
+MOCK_RATE_LIMITS = f"poll={RATE_LIMIT},heartbeat={RATE_LIMIT},other={RATE_LIMIT},period={RATE_LIMIT_PERIOD}"
+
+# `exact` steps compare (status, body text byte for byte, {Content-Type, X-RXON-Version, Retry-After}).
+JSON_HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    "X-RXON-Version": "1.0b17",
+    "Retry-After": None,
+}
+TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "X-RXON-Version": "1.0b17", "Retry-After": None}
+# The engine raises a 429 whose text is JSON with a Retry-After header; rxon's listener re-wraps that text
+# in {"error": ...} and drops the header.
+TOO_MANY = (429, '{"error":"{\\"error\\": \\"Too Many Requests\\"}"}', JSON_HEADERS)
+# Over the websocket_auth limit the listener's generic handler answers a plain-text 500 before the upgrade.
+WS_TOO_MANY = (500, "Too Many Requests", TEXT_HEADERS)
+# A GET without upgrade headers fails in aiohttp's ws.prepare(), after websocket_auth was counted.
+NOT_AN_UPGRADE = (
+    400,
+    'No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".',
+    {"Content-Type": "text/plain; charset=utf-8", "X-RXON-Version": None, "Retry-After": None},
+)
+NO_VALID_TOKEN = (
+    403,
+    '{"error":"Unauthorized: No valid token found"}',
+    JSON_HEADERS,
+)
+
+
+def limit_of(step: Step) -> list[Step]:
+    """`step` as often as the limit allows."""
+    return [step] * RATE_LIMIT
+
+
+RATE_LIMITED_SCENARIOS: dict[str, list[Step]] = {
+    "register_over_the_limit": [
+        *limit_of(S("register", REGISTERED)),
+        S("exact", TOO_MANY, request="register"),
+        S("exact", TOO_MANY, request="register"),
+        S("exact", 400, request="register_bad_json"),  # parsing comes before the limiter
+        S("exact", NO_VALID_TOKEN, request="register_wrong_token"),  # so does authentication
+    ],
+    "refused_authentication_and_bad_json_are_not_counted": [
+        *[S("exact", NO_VALID_TOKEN, request="register_wrong_token")] * (RATE_LIMIT + 1),
+        *[S("exact", 400, request="register_bad_json")] * (RATE_LIMIT + 1),
+        *limit_of(S("register", REGISTERED)),
+        S("exact", TOO_MANY, request="register"),
+    ],
+    "heartbeats_over_the_limit_share_one_counter": [
+        S("register", REGISTERED),
+        S("heartbeat_empty", (200, {"status": "ttl_refreshed"})),
+        S("heartbeat", (200, {"status": "ok"}), body={"status": "idle"}),
+        S("heartbeat_empty", (200, {"status": "ttl_refreshed"})),
+        S("exact", TOO_MANY, request="heartbeat_empty"),
+        S("exact", TOO_MANY, request="heartbeat"),
+        S("exact", 400, request="heartbeat_bad_json"),
+    ],
+    "polls_over_the_limit": [
+        S("register", REGISTERED),
+        S("polls", [(204, None)] * RATE_LIMIT, count=RATE_LIMIT),
+        S("exact", TOO_MANY, request="poll"),
+    ],
+    "results_over_the_limit": [
+        S("register", REGISTERED),
+        *limit_of(
+            S(
+                "result",
+                (
+                    200,
+                    {
+                        "status": "ignored",
+                        "reason": "job_not_found",
+                        "message": f"Job {UNKNOWN_JOB} not found (expired or deleted).",
+                    },
+                ),
+                job_id=UNKNOWN_JOB,
+            )
+        ),
+        S("exact", TOO_MANY, request="result"),
+    ],
+    "events_over_the_limit": [
+        S("register", REGISTERED),
+        *limit_of(S("event", (200, {"status": "event_accepted"}), event_type="progress", payload={})),
+        S("exact", TOO_MANY, request="event"),
+    ],
+    "websocket_upgrades_over_the_limit": [
+        *limit_of(S("ws_cycle", "opened")),
+        S("exact", WS_TOO_MANY, request="ws_upgrade"),
+        S("exact", WS_TOO_MANY, request="ws_plain_get"),
+    ],
+    "failed_websocket_upgrades_are_counted": [
+        *limit_of(S("exact", NOT_AN_UPGRADE, request="ws_plain_get")),
+        S("exact", WS_TOO_MANY, request="ws_upgrade"),
+    ],
+}

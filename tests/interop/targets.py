@@ -113,8 +113,10 @@ class MockTarget:
 
 
 @contextmanager
-def mock_orchestrator(project: Path, redis_url: str, log: Path) -> Iterator[MockTarget]:
-    """Run `python -m mock_orchestrator` of a baked project on a free loopback port."""
+def mock_orchestrator(
+    project: Path, redis_url: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[MockTarget]:
+    """Run `python -m mock_orchestrator` of a baked project on a free loopback port (`env` adds variables)."""
     port = free_port()
     env = {
         **os.environ,
@@ -125,6 +127,7 @@ def mock_orchestrator(project: Path, redis_url: str, log: Path) -> Iterator[Mock
         "MOCK_PORT": str(port),
         "MOCK_POLL_HOLD_SECONDS": "1",
         "REDIS_URL": redis_url,
+        **(env or {}),
     }
     with logged_process([sys.executable, "-m", "mock_orchestrator"], env, log, project) as proc:
         base_url = f"http://127.0.0.1:{port}"

@@ -10,7 +10,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,14 @@ import orjson
 
 WORKER_PREFIX = "/_worker"
 EXPIRED_SECONDS = 120  # twice the orchestrator's +-60 s window
+# The reply headers a worker can act on; Date and Server differ by nature, Content-Length follows the body.
+PROTOCOL_HEADERS = ("Content-Type", "X-RXON-Version", "Retry-After")
+UPGRADE_HEADERS = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def _normalise(value: Any) -> Any:
@@ -67,14 +76,20 @@ def seal(body: dict[str, Any], key: str, signer: str, mode: str = "ok") -> dict[
 
 @dataclass(frozen=True)
 class Reply:
-    """One HTTP answer: status code and decoded JSON body (None for an empty body)."""
+    """One HTTP answer: status code and decoded JSON body (None for an empty body), raw bytes and headers."""
 
     status: int
     body: Any
+    raw: bytes = field(default=b"", compare=False)
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def pair(self) -> tuple[int, Any]:
         """(status, body), the form scenario expectations are written in."""
         return self.status, self.body
+
+    def exact(self) -> tuple[int, str, dict[str, str | None]]:
+        """(status, body text byte for byte, the protocol headers with None for an absent one)."""
+        return self.status, self.raw.decode(), {name: self.headers.get(name) for name in PROTOCOL_HEADERS}
 
 
 class WireClient:
@@ -97,17 +112,22 @@ class WireClient:
             headers["X-Worker-ID"] = self.worker_id if worker_header == "self" else worker_header
         return headers
 
-    async def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Reply:
+    async def send(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float = 300
+    ) -> Reply:
         """Send raw bytes and decode the reply; remembers them for `replay()`."""
         self.last_body, self.last_target = body, (method, path, headers)
-        async with self.session.request(method, self.base_url + path, data=body, headers=headers) as resp:
+        limit = aiohttp.ClientTimeout(total=timeout)
+        url = self.base_url + path
+        async with self.session.request(method, url, data=body, headers=headers, timeout=limit) as resp:
             raw = await resp.read()
+            received = resp.headers.copy()
         if not raw:
-            return Reply(resp.status, None)
+            return Reply(resp.status, None, raw, received)
         try:
-            return Reply(resp.status, orjson.loads(raw))
+            return Reply(resp.status, orjson.loads(raw), raw, received)
         except orjson.JSONDecodeError:
-            return Reply(resp.status, raw.decode(errors="replace"))
+            return Reply(resp.status, raw.decode(errors="replace"), raw, received)
 
     async def replay(self) -> Reply:
         """Send the previous request again, byte for byte."""
@@ -158,6 +178,11 @@ class WireClient:
             "origin_worker_id": self.worker_id,
         }
         return await self.post_signed("POST", f"{WORKER_PREFIX}/events", {**message, **body})
+
+    async def websocket_handshake(self, upgrade: bool = True) -> Reply:
+        """GET the command channel as a plain request (with or without upgrade headers), to see a refusal."""
+        headers = self.headers() | (UPGRADE_HEADERS if upgrade else {})
+        return await self.send("GET", f"{WORKER_PREFIX}/ws/{self.worker_id}", None, headers, timeout=10)
 
     async def websocket(self) -> aiohttp.ClientWebSocketResponse:
         """Open the command channel."""

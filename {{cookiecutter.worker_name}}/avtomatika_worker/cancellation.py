@@ -270,6 +270,10 @@ class Cancellations:
             self._redis_down = False
         return [value is not None for value in values]
 
+    def redis_client(self) -> aioredis.Redis:
+        """The Redis client shared with the cancel-flag reads (the orchestrator's Redis)."""
+        return self._redis()
+
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
             self._client = aioredis.Redis.from_url(

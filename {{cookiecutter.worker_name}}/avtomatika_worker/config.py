@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from dotenv import load_dotenv
 
 from .errors import ConfigError
+from .ratelimit import RateLimits
 
 WORKER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -152,6 +153,12 @@ _RULES: dict[str, _Rule] = {
     "ORCHESTRATOR_SECRET_KEY": _Rule(
         "must be the orchestrator's ORCHESTRATOR_SECRET_KEY, without whitespace", "your-orchestrator-secret"
     ),
+    "WORKER_RATE_LIMITS": _Rule(
+        "must be off, on (avtomatika 1.0b30's defaults) or any of poll=N,heartbeat=N,other=N,period=SECONDS "
+        "matching the orchestrator's RATE_LIMIT_POLL_LIMIT, RATE_LIMIT_HEARTBEAT_LIMIT, RATE_LIMIT_LIMIT "
+        "and RATE_LIMIT_PERIOD",
+        "poll=60,heartbeat=120,other=100,period=60",
+    ),
 }
 
 
@@ -217,6 +224,7 @@ class WorkerConfig:
     health_file: str = ""
     cancel_check_interval: float = 0.5
     orchestrator_secret_key: str | None = field(default=None, repr=False)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
     @property
     def spool_path(self) -> Path:
@@ -250,4 +258,5 @@ class WorkerConfig:
             health_file=_read(env, "WORKER_HEALTH_FILE", _parse_path, ""),
             cancel_check_interval=_read(env, "WORKER_CANCEL_CHECK_INTERVAL", _parse_positive_float, 0.5),
             orchestrator_secret_key=_read(env, "ORCHESTRATOR_SECRET_KEY", _parse_token, None),
+            rate_limits=_read(env, "WORKER_RATE_LIMITS", RateLimits.parse, RateLimits()),
         )

@@ -19,9 +19,19 @@ class TransportError(WorkerError):
 class OrchestratorUnavailableError(TransportError):
     """A transient failure (connection error, timeout, 5xx, 429): worth retrying."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, answered: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        # True when the orchestrator itself answered (its JSON error body), not a proxy or the network.
+        self.answered = answered
+
+
+class OrchestratorRateLimitedError(OrchestratorUnavailableError):
+    """HTTP 429: the orchestrator's per-worker rate limit refused the request."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message, 429, answered=True)
+        self.retry_after = retry_after
 
 
 class OrchestratorRejectedError(TransportError):

@@ -1,29 +1,37 @@
-"""Heartbeats: keep the worker's record alive, report idle/busy promptly, re-register when forgotten."""
+"""Heartbeats: one signed request per interval keeps the worker's record alive; re-register when forgotten.
+
+The status reported is `idle` while the worker runs, even with every slot taken, and `draining` while it
+stops. avtomatika 1.0b30's dispatcher only considers workers in its idle index and quarantines a job for
+which it finds none ("No suitable workers"), whereas a job dispatched to an idle worker waits in that
+worker's queue until a slot frees or another worker steals it (storage/redis.py, dequeue_task_for_worker).
+So `busy` would lose jobs and `idle` queues them.
+
+Whether the orchestrator still knows this worker shows only in the reply to an *empty* heartbeat (JSON
+null when forgotten; a signed one is answered "ok" either way), so every PROBE_EVERY-th heartbeat, and the
+first after a long silence, is preceded by such a probe. Both count against the heartbeat rate limit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .errors import OrchestratorUnavailableError, RegistrationError, TransportError
-from .transport import OrchestratorClient
-from .typing import BUSY, IDLE
+from .ratelimit import HEARTBEAT
+from .transport import URGENT_REQUEST_TIMEOUT, OrchestratorClient
 
 logger = logging.getLogger(__name__)
 
-# Status changes trigger an extra heartbeat, at most one per this many seconds (the orchestrator
-# rate-limits heartbeats to 120/min).
-MIN_TRIGGERED_GAP = 1.0
-# Every slot must stay taken this long before the worker reports `busy`. A `busy` sampled while a short
-# task runs is stale when it arrives, and the real orchestrator quarantines a job for which it finds no
-# idle worker ("No suitable workers"), so back-to-back short tasks must keep the worker `idle`.
-BUSY_AFTER = 1.0
+PROBE_EVERY = 4
+PROBE_AFTER = 45.0  # seconds without an acknowledged heartbeat
 
 
 class Heartbeater:
-    """Sends a heartbeat every interval, and at once (debounced) when the idle/busy status changes."""
+    """Sends a heartbeat every interval; `beat(urgent=True)` reports a status change at once."""
 
     def __init__(
         self,
@@ -32,49 +40,70 @@ class Heartbeater:
         register: Callable[[], Awaitable[None]],
         on_cancel: Callable[[Iterable[str]], None],
         interval: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._message = message
         self._register = register
         self._on_cancel = on_cancel
         self._interval = interval
+        self._clock = clock
         self._wake = asyncio.Event()
-        self._last_status: str | None = None
-        self._last_sent = float("-inf")
-
-    def status_changed(self, status: str) -> None:
-        """Ask for a heartbeat soon if `status` differs from what the orchestrator last heard."""
-        if status != self._last_status:
-            self._wake.set()
+        self._sending = asyncio.Lock()
+        self._beats = 0
+        self._last_ack = -float("inf")
+        self._probe_next = True
 
     def wake(self) -> None:
-        """Ask for a heartbeat now (e.g. the orchestrator just came back)."""
+        """Ask for a heartbeat (with a probe) now, e.g. because the orchestrator just came back."""
+        self._probe_next = True
         self._wake.set()
 
-    async def beat(self) -> None:
-        """One heartbeat: an empty probe (re-register if forgotten), then the signed status report."""
-        loop = asyncio.get_running_loop()
+    async def beat(self, *, urgent: bool = False) -> bool:
+        """One heartbeat (after a probe when due); True when the orchestrator acknowledged it."""
         try:
-            # Only an empty-body heartbeat reveals whether the orchestrator still knows this worker
-            # (JSON null if not): a signed one for an unknown worker is answered "ok" and dropped.
-            if await self._client.refresh_ttl() is None:
-                logger.warning("the orchestrator no longer knows this worker; registering again")
-                await self._register()
-            message = self._message()
-            reply = await self._client.heartbeat(message)
+            if urgent:
+                return await self._send_urgent()
+            # Wait for the rate-limit window outside the lock, so that an urgent beat never queues behind it.
+            await self._client.budget.ready(HEARTBEAT)
+            async with self._sending:  # one at a time: a routine `idle` must never overtake a `draining`
+                return await self._send(urgent=False)
         except OrchestratorUnavailableError as exc:
             logger.warning("heartbeat failed: %s", exc)
-            return
         except TransportError as exc:
             logger.error("heartbeat rejected: %s", exc)
-            return
-        self._last_status = message.get("status")
-        self._last_sent = loop.time()
+        return False
+
+    async def _send_urgent(self) -> bool:
+        try:
+            async with asyncio.timeout(URGENT_REQUEST_TIMEOUT):
+                await self._sending.acquire()
+        except TimeoutError:  # a routine heartbeat is stuck in flight: its order no longer matters
+            return await self._send(urgent=True)
+        try:
+            return await self._send(urgent=True)
+        finally:
+            self._sending.release()
+
+    async def _send(self, urgent: bool) -> bool:
+        probe = not urgent and (
+            self._probe_next or self._beats % PROBE_EVERY == 0 or self._clock() - self._last_ack > PROBE_AFTER
+        )
+        if probe:
+            self._probe_next = False
+            if await self._client.heartbeat(None) is None:
+                logger.warning("the orchestrator no longer knows this worker; registering again")
+                await self._register()
+        # The message is built when the request goes out, so its status is never stale.
+        reply = await self._client.heartbeat(self._message, urgent=urgent)
+        self._beats += 1
+        self._last_ack = self._clock()
         if reply is None:
             logger.warning("the orchestrator answered the heartbeat with null; registering again")
             await self._register()
         elif isinstance(reply, dict):
             self._handle_reply(reply)
+        return True
 
     def _handle_reply(self, reply: dict[str, Any]) -> None:
         cancel_ids = reply.get("cancel_task_ids")
@@ -85,65 +114,14 @@ class Heartbeater:
 
     async def run(self) -> None:
         """Heartbeat until cancelled."""
-        loop = asyncio.get_running_loop()
         while True:
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
-                # races with its timeout, and then stop() would wait for this loop forever.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that races
+            # with its timeout, and then stop() would wait for this loop forever.
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
-                # Woken by a status change: debounce so that short tasks cannot flood the orchestrator.
-                gap = self._last_sent + MIN_TRIGGERED_GAP - loop.time()
-                if gap > 0:
-                    await asyncio.sleep(gap)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.beat()
             except RegistrationError as exc:
                 logger.error("%s", exc)
-
-
-class StatusPolicy:
-    """The status to report: `busy` while draining or once every slot has been taken for `busy_after` s."""
-
-    def __init__(self, capacity: int, busy_after: float, on_change: Callable[[], None]) -> None:
-        self._capacity = capacity
-        self._busy_after = busy_after
-        self._on_change = on_change
-        self._saturated_since: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self.draining = False
-
-    def update(self, running: int) -> None:
-        """Record how many tasks run now; on a change of saturation tells `on_change` at once, and again
-        when `busy` becomes due."""
-        saturated = running >= self._capacity
-        if saturated == (self._saturated_since is not None):
-            return  # called for every task start and end: stay cheap when nothing changes
-        if saturated:
-            loop = asyncio.get_running_loop()
-            self._saturated_since = loop.time()
-            self._timer = loop.call_later(self._busy_after, self._on_change)
-        else:
-            self._saturated_since = None
-            self._cancel_timer()
-        self._on_change()
-
-    def status(self) -> str:
-        """`idle` or `busy`, as the orchestrator should see the worker now."""
-        if self.draining:
-            return BUSY
-        since = self._saturated_since
-        saturated_long = since is not None and asyncio.get_running_loop().time() - since >= self._busy_after
-        return BUSY if saturated_long else IDLE
-
-    def close(self) -> None:
-        """Drop the pending `busy` timer."""
-        self._cancel_timer()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None

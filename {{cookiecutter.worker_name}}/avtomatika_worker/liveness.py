@@ -2,12 +2,13 @@
 
 Format: JSON `{"status": "ok" | "unreachable", "updated": <epoch float>, "worker_id": ...}`. The worker
 rewrites it after successful orchestrator exchanges (at most once per `MIN_REWRITE_SECONDS`) and marks
-it `unreachable` once every exchange has failed for longer than two heartbeat intervals. A worker whose
-event loop is stuck stops rewriting it, so the file goes stale.
+it `unreachable` once nothing has succeeded for two heartbeat intervals while requests fail or stall. A
+worker whose event loop is stuck stops rewriting it, so the file goes stale.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -52,7 +53,12 @@ def sync_directory(directory: Path) -> None:
 
 
 class LivenessFile:
-    """Tracks whether the orchestrator is reachable and mirrors it into the liveness file."""
+    """Tracks whether the orchestrator is reachable and mirrors it into the liveness file.
+
+    `unreachable` means: nothing has succeeded for `unreachable_after` seconds *and* something went
+    wrong meanwhile (a failed request, or one stalled past its expected reply time). A worker that is
+    silent on purpose (pacing under rate limits) stays `ok`.
+    """
 
     def __init__(
         self, path: Path, worker_id: str, unreachable_after: float, clock: Clock = time.time
@@ -62,22 +68,51 @@ class LivenessFile:
         self._unreachable_after = unreachable_after
         self._clock = clock
         self._last_ok: float | None = None
-        self._failing_since: float | None = None
+        self._trouble_since: float | None = None
         self._written: tuple[str, float] | None = None
         self._write_failed = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def observe(self, reachable: bool) -> None:
         """Record the outcome of one orchestrator exchange (the transport's observer)."""
         now = self._clock()
         if reachable:
-            self._failing_since = None
+            self._trouble_since = None
             self._last_ok = now
+            self._cancel_timer()
             self._write(OK, now)
             return
-        if self._failing_since is None:
-            self._failing_since = now
-        if now - self._failing_since > self._unreachable_after:
+        self.trouble()
+
+    def trouble(self) -> None:
+        """A request failed or stalled: unreachable once nothing has succeeded for the grace period."""
+        now = self._clock()
+        if self._trouble_since is None:
+            self._trouble_since = now
+        self._evaluate()
+        reported = self._written is not None and self._written[0] == UNREACHABLE
+        if self._timer is None and not reported:
+            with contextlib.suppress(RuntimeError):  # no running loop: evaluated on the next call only
+                due = self._reference() + self._unreachable_after - now
+                self._timer = asyncio.get_running_loop().call_later(max(0.0, due) + 0.01, self._due)
+
+    def _reference(self) -> float:
+        since = self._trouble_since if self._trouble_since is not None else self._clock()
+        return self._last_ok if self._last_ok is not None else since
+
+    def _due(self) -> None:
+        self._timer = None
+        self._evaluate()
+
+    def _evaluate(self) -> None:
+        now = self._clock()
+        if self._trouble_since is not None and now - self._reference() > self._unreachable_after:
             self._write(UNREACHABLE, now)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _write(self, status: str, now: float) -> None:
         if self._written is not None:
@@ -97,6 +132,7 @@ class LivenessFile:
 
     def remove(self) -> None:
         """Delete the file (on a clean stop) so that a stopped worker never looks healthy."""
+        self._cancel_timer()
         with contextlib.suppress(OSError):
             self._path.unlink()
         self._written = None

@@ -1,19 +1,27 @@
-"""The poll loop: one long poll whenever a slot is free, backoff with jitter while the orchestrator is down."""
+"""The poll loop: one long poll whenever a slot is free; backoff with jitter after any failure or bad reply.
+
+A reply that is not a runnable task (not JSON, not an object, fields missing or of the wrong type, a bad
+signature) is handled exactly like an unreachable orchestrator: backoff, one log line per burst. When it
+carries a job id and a task id, it is also reported as a failure naming the problem (tasks.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import OrchestratorRejectedError, OrchestratorUnavailableError, TransportError
-from .retry import Backoff
+from .errors import OrchestratorRejectedError, OrchestratorUnavailableError, ProtocolError
+from .retry import Backoff, Streak
+from .tasks import Refusal, refusal
 from .transport import OrchestratorClient
 
 logger = logging.getLogger(__name__)
 
 Spawn = Callable[[dict[str, Any]], bool]  # returns False when the task was refused (slot not used)
+Refuse = Callable[[Refusal], None]  # reports a refused task that has ids
 
 
 class Poller:
@@ -26,18 +34,33 @@ class Poller:
         spawn: Spawn,
         backoff: Backoff,
         on_recovered: Callable[[], None],
+        *,
+        secret: str | None = None,
+        refuse: Refuse | None = None,
     ) -> None:
         self._client = client
         self._slots = slots
         self._spawn = spawn
         self._backoff = backoff
         self._on_recovered = on_recovered
-        self._failures = 0
+        self._secret = secret
+        self._refuse = refuse
+        self._streak = Streak()
+        self._bad_replies = 0
+        self._stopping = False
+        self.open_since: float | None = None  # wall-clock start of the poll in flight, if one is
+
+    def stop(self) -> None:
+        """Send no new poll (the one in flight, if any, still delivers its task)."""
+        self._stopping = True
 
     async def run(self) -> None:
-        """Poll until cancelled."""
-        while True:
+        """Poll until stopped (returns after the poll in flight) or cancelled."""
+        while not self._stopping:
             await self._slots.acquire()
+            if self._stopping:
+                self._slots.release()
+                return
             try:
                 task = await self._poll_once()
             except BaseException:
@@ -47,30 +70,48 @@ class Poller:
                 self._slots.release()
 
     async def _poll_once(self) -> dict[str, Any] | None:
+        self.open_since = time.time()
         try:
-            task = await self._client.next_task()
+            reply = await self._client.next_task()
         except OrchestratorUnavailableError as exc:
-            await self._back_off(exc)
+            await self._back_off(f"task poll failed ({exc})")
             return None
         except OrchestratorRejectedError as exc:
-            logger.error("task poll rejected: %s", exc)
-            await self._back_off(exc)
+            await self._back_off(f"task poll rejected ({exc})")
             return None
-        except TransportError as exc:
-            # A 200 we cannot read: the orchestrator has already popped that task, so it is lost
-            # until the orchestrator's own timeout re-dispatches the job.
-            logger.error("task poll failed, a task may have been lost: %s", exc)
-            await self._back_off(exc)
+        except ProtocolError as exc:
+            await self._bad_reply(Refusal("", f"the poll reply is unreadable: {exc}", None, None))
             return None
-        if self._failures:
-            logger.info("the orchestrator is reachable again after %d failed poll(s)", self._failures)
-            self._failures = 0
-            self._on_recovered()
+        finally:
+            self.open_since = None
+        problem = refusal(reply, self._secret) if reply is not None else None
+        if problem is not None:
+            await self._bad_reply(problem)
+            return None
+        self._recovered()
+        task: dict[str, Any] | None = reply
         return task
 
-    async def _back_off(self, exc: Exception) -> None:
-        self._failures += 1
-        delay = self._backoff.delay(self._failures)
-        log = logger.warning if self._failures == 1 or self._failures % 20 == 0 else logger.info
-        log("task poll failed (%s); retry %d in %.2f s", exc, self._failures, delay)
+    def _recovered(self) -> None:
+        failures = self._streak.recover()
+        if not failures:
+            return
+        if self._bad_replies:
+            logger.info("the orchestrator's replies are valid again after %d bad one(s)", self._bad_replies)
+        else:
+            logger.info("the orchestrator is reachable again after %d failed poll(s)", failures)
+        self._bad_replies = 0
+        self._on_recovered()
+
+    async def _bad_reply(self, problem: Refusal) -> None:
+        self._bad_replies += 1
+        if problem.reportable and self._refuse is not None:
+            self._refuse(problem)
+        reported = " (reported as a failure of its job)" if problem.reportable else ""
+        await self._back_off(f"bad task reply {self._bad_replies} in a row: {problem.message}{reported}")
+
+    async def _back_off(self, what: str) -> None:
+        level = self._streak.fail()
+        delay = self._backoff.delay(self._streak.count)
+        logger.log(level, "%s; retry %d in %.2f s", what, self._streak.count, delay)
         await self._backoff.sleep(delay)

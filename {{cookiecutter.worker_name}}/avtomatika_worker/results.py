@@ -8,7 +8,12 @@ temporary name, fsynced, renamed) and retried in order with backoff until the or
 is spooled; at start the spool is replayed, so a result survives a restart and an orchestrator outage.
 Only a result whose first send is in flight when the process is killed outright (SIGKILL, OOM) is
 lost; the orchestrator's execution timeout then re-dispatches the task. Each send is sealed afresh (new
-timestamp and nonce): the orchestrator rejects a repeated body as a replay.
+timestamp and nonce): the orchestrator rejects a repeated body as a replay. A result that would have to
+wait for the rate-limit window goes straight to the spool and waits there, in order.
+
+A failure result answered with HTTP 500 by the orchestrator itself is not sent again: 1.0b30 counts the
+retry and saves the job before it tries to re-dispatch, so its "No suitable workers" 500 comes after it
+has acted, and every re-send would burn another of the job's retries (engine.py, handle_task_failure).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ from ._logging import task_context
 from .errors import OrchestratorRejectedError, OrchestratorUnavailableError, TransportError
 from .liveness import sync_directory, write_atomically
 from .retry import Backoff
-from .typing import RESULT_ACCEPTED, RESULT_IGNORED
+from .typing import FAILURE, RESULT_ACCEPTED, RESULT_IGNORED
 
 logger = logging.getLogger(__name__)
 
-SendResult = Callable[[dict[str, Any]], Any]  # async (message) -> reply
+SendResult = Callable[..., Any]  # async (message, *, urgent=False) -> reply
+CanSend = Callable[[], bool]  # whether a result may go out now (the rate-limit window has room)
 _SUFFIX = ".result.json"
 _sequence = itertools.count()
 
@@ -106,28 +112,26 @@ class ResultSpool:
 class ResultSender:
     """Sends each result at once; spools and retries (in order, with backoff) the ones that fail."""
 
-    def __init__(self, spool: ResultSpool, send: SendResult, backoff: Backoff) -> None:
+    def __init__(
+        self, spool: ResultSpool, send: SendResult, backoff: Backoff, can_send: CanSend = lambda: True
+    ) -> None:
         self._spool = spool
         self._send = send
         self._backoff = backoff
+        self._can_send = can_send
         self._retries: asyncio.Queue[PendingResult] = asyncio.Queue()
         self._first_sends: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._retrying = False
 
-    @property
-    def pending(self) -> int:
-        """Results not delivered yet (being sent, queued for retry or being retried)."""
-        return len(self._first_sends) + self._retries.qsize() + (1 if self._retrying else 0)
-
-    def submit(self, message: dict[str, Any]) -> None:
+    def submit(self, message: dict[str, Any], *, urgent: bool = False) -> None:
         """Send a result message (job_id, task_id, worker_id, status, data/error) until it is answered."""
         item = PendingResult(message, None)
-        if self._retrying or not self._retries.empty():
-            # The orchestrator is failing: do not pile on; keep the result safe and in order.
+        if self._retrying or not self._retries.empty() or not (urgent or self._can_send()):
+            # The orchestrator is failing or the rate-limit window is full: keep the result safe, in order.
             self._queue_retry(item)
             return
-        send = asyncio.create_task(self._send_first(item), name=f"avtomatika-result-{item.task_id}")
+        send = asyncio.create_task(self._send_first(item, urgent), name=f"avtomatika-result-{item.task_id}")
         self._first_sends.add(send)
         send.add_done_callback(self._first_sends.discard)
 
@@ -173,10 +177,10 @@ class ResultSender:
             item = PendingResult(item.message, self._spool.save(item.message), item.failures)
         self._retries.put_nowait(item)
 
-    async def _send_first(self, item: PendingResult) -> None:
+    async def _send_first(self, item: PendingResult, urgent: bool) -> None:
         with task_context(item.task_id, item.job_id):
             try:
-                error = await self._attempt(item)
+                error = await self._attempt(item, urgent)
             except asyncio.CancelledError:
                 self._queue_retry(item)  # stop() while in flight: whether it arrived is unknown
                 raise
@@ -207,16 +211,25 @@ class ResultSender:
             await self._backoff.sleep(delay)
         self._spool.delete(item.path)
 
-    async def _attempt(self, item: PendingResult) -> TransportError | None:
+    async def _attempt(self, item: PendingResult, urgent: bool = False) -> TransportError | None:
         """One send: None when the orchestrator answered (or refused it for good), else the error."""
         try:
-            reply = await self._send(item.message)
+            reply = await (self._send(item.message, urgent=True) if urgent else self._send(item.message))
         except OrchestratorRejectedError as exc:
             if exc.status == 400:  # the message itself is invalid: resending cannot help
                 logger.error("the orchestrator rejected the result (dropped): %s", exc)
                 return None
             return exc
-        except (OrchestratorUnavailableError, TransportError) as exc:
+        except OrchestratorUnavailableError as exc:
+            if exc.status == 500 and exc.answered and item.message.get("status") == FAILURE:
+                logger.warning(
+                    "the orchestrator failed after taking the failure result (%s); not sending it again, "
+                    "since each send counts one of the job's retries: the orchestrator's watcher re-dispatches it",
+                    exc,
+                )
+                return None
+            return exc
+        except TransportError as exc:
             return exc
         self._log_reply(item, reply)
         return None

@@ -25,6 +25,8 @@ Uniform = Callable[[float, float], float]
 
 DEFAULT_BASE = 0.5
 DEFAULT_CAP = 5.0
+# A long outage must not flood the log: the 1st failure in a row and every LOUD_EVERY-th are warnings.
+LOUD_EVERY = 20
 
 
 @dataclass(frozen=True)
@@ -52,20 +54,35 @@ class Backoff:
         return seconds
 
 
+@dataclass
+class Streak:
+    """Consecutive failures of one activity, and the log level each deserves."""
+
+    count: int = 0
+
+    def fail(self) -> int:
+        """Count a failure; WARNING for the first in a row and every LOUD_EVERY-th, else DEBUG."""
+        self.count += 1
+        return logging.WARNING if self.count == 1 or self.count % LOUD_EVERY == 0 else logging.DEBUG
+
+    def recover(self) -> int:
+        """The streak ended: return its length and start over."""
+        count, self.count = self.count, 0
+        return count
+
+
 async def retrying(
     op: Callable[[], Awaitable[R]], what: str, backoff: Backoff, attempts: int | None = None
 ) -> R:
     """Await `op()`, retrying on OrchestratorUnavailableError up to `attempts` times (None: forever)."""
-    attempt = 0
+    streak = Streak()
     while True:
         try:
             return await op()
         except OrchestratorUnavailableError as exc:
-            attempt += 1
-            if attempts is not None and attempt >= attempts:
+            level = streak.fail()
+            if attempts is not None and streak.count >= attempts:
                 raise
-            delay = backoff.delay(attempt)
-            # The first failure is worth a warning; a long outage would otherwise flood the log.
-            log = logger.warning if attempt == 1 or attempt % 20 == 0 else logger.info
-            log("%s failed (%s); retry %d in %.2f s", what, exc, attempt, delay)
+            delay = backoff.delay(streak.count)
+            logger.log(level, "%s failed (%s); retry %d in %.2f s", what, exc, streak.count, delay)
             await backoff.sleep(delay)

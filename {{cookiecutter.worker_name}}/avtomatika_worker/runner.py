@@ -3,13 +3,9 @@
 The handler's task is what cancellation (orchestrator or shutdown) cancels; the outer task always
 survives to turn the outcome into a result and queue it, so that every delivered task is reported.
 Tasks are keyed by task id: the same job step re-delivered with a new task id runs again and each
-copy reports for its own task id.
-
-With ORCHESTRATOR_SECRET_KEY set, a task whose `sig` is missing or wrong is not run and is reported as
-a SECURITY_ERROR failure (the orchestrator quarantines the job), so a forged task or a mismatched
-secret is visible at once instead of the task vanishing until a timeout (the official SDK drops it).
-Tasks still running when the shutdown timeout expires are reported as TRANSIENT_ERROR failures, not
-`cancelled`, so that the orchestrator re-dispatches them to another worker.
+copy reports for its own task id. Tasks still running when the shutdown timeout expires are not
+reported here: they are collected in `interrupted`, and the worker decides how to hand them back
+(worker.py, `_hand_back`).
 """
 
 from __future__ import annotations
@@ -19,6 +15,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._logging import task_context
@@ -26,17 +23,27 @@ from .cancellation import Cancellations
 from .config import WorkerConfig
 from .errors import TransportError
 from .executor import Outcome, RegisteredHandler, execute, failure
+from .ratelimit import EVENT
 from .results import ResultSender
-from .signing import task_signature_problem
+from .tasks import Refusal
 from .transport import OrchestratorClient
-from .typing import CANCELLED, PERMANENT_ERROR, PROGRESS_EVENT, SECURITY_ERROR, TRANSIENT_ERROR
+from .typing import CANCELLED, PERMANENT_ERROR, PROGRESS_EVENT, TRANSIENT_ERROR
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "worker shut down before the task finished"
 PROGRESS_TIMEOUT = 10.0  # a progress event is best effort: never hold a handler up for long
-# A handler that ignores cancellation gets this long after the shutdown cancel before it is abandoned.
-CANCEL_GRACE = 5.0
+# A handler that ignores its shutdown cancellation gets this long before it is abandoned (a stop must
+# end within WORKER_SHUTDOWN_TIMEOUT + 2 s).
+CANCEL_GRACE = 0.3
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A task the stop interrupted: the task as delivered, and the failure that would report it."""
+
+    task: dict[str, Any]
+    result: dict[str, Any]
 
 
 class TaskRunner:
@@ -50,7 +57,6 @@ class TaskRunner:
         cancellations: Cancellations,
         results: ResultSender,
         slots: asyncio.Semaphore,
-        on_change: Callable[[], None],
     ) -> None:
         self._config = config
         self._handlers = handlers
@@ -58,10 +64,10 @@ class TaskRunner:
         self._cancellations = cancellations
         self._results = results
         self._slots = slots
-        self._on_change = on_change
-        self._runs: dict[asyncio.Task[None], tuple[str, str]] = {}  # outer task -> (task_id, job_id)
+        self._runs: dict[asyncio.Task[None], dict[str, Any]] = {}  # outer task -> the task as delivered
         self._handler_runs: dict[str, asyncio.Task[Outcome]] = {}
         self._shut_down: set[str] = set()
+        self.interrupted: list[Interrupted] = []
 
     @property
     def running_count(self) -> int:
@@ -70,61 +76,71 @@ class TaskRunner:
 
     def running_jobs(self) -> list[str]:
         """Job ids of the running tasks (what heartbeats list as `current_tasks`)."""
-        return sorted({job_id for _, job_id in self._runs.values()})
+        return sorted({task["job_id"] for task in self._runs.values()})
 
     def spawn(self, task: dict[str, Any]) -> bool:
-        """Start handling `task` (the caller holds a slot); False if it cannot be handled at all."""
-        job_id, task_id = task.get("job_id"), task.get("task_id")
-        if not isinstance(job_id, str) or not isinstance(task_id, str) or not job_id or not task_id:
-            logger.error("dropping a task without job_id/task_id: %.300r", task)
-            return False
-        run = asyncio.create_task(self._run(task, job_id, task_id), name=f"task-{task_id}")
-        self._runs[run] = (task_id, job_id)
+        """Start handling a well-formed `task` (tasks.py; the caller holds a slot)."""
+        run = asyncio.create_task(
+            self._run(task, task["job_id"], task["task_id"]), name=f"task-{task['task_id']}"
+        )
+        self._runs[run] = task
         run.add_done_callback(self._on_done)
-        self._on_change()
         return True
 
+    def refuse(self, problem: Refusal) -> None:
+        """Report a task that will not run (malformed, untrusted) as a failure naming the problem."""
+        if problem.job_id is None or problem.task_id is None:
+            return
+        with task_context(problem.task_id, problem.job_id):
+            logger.error("refusing a task: %s", problem.message)
+            self._report(problem.job_id, problem.task_id, failure(problem.code, problem.message))
+
     def _on_done(self, run: asyncio.Task[None]) -> None:
-        task_id, _ = self._runs.pop(run, ("?", "?"))
+        task = self._runs.pop(run, {})
         self._slots.release()
-        self._on_change()
         if not run.cancelled() and run.exception() is not None:
-            logger.error("task %s crashed", task_id, exc_info=run.exception())
+            logger.error("task %s crashed", task.get("task_id"), exc_info=run.exception())
 
     async def _run(self, task: dict[str, Any], job_id: str, task_id: str) -> None:
         with task_context(task_id, job_id):
             try:
                 outcome = await self._outcome(task, job_id, task_id)
             except asyncio.CancelledError:
-                # Abandoned at shutdown (the handler ignored its cancellation): still report it.
-                self._report(job_id, task_id, self._interrupted(task_id))
+                # Abandoned at shutdown (the handler ignored its cancellation): still hand it back.
+                self._finish(task, job_id, task_id, self._interrupted(task_id))
                 raise
-            self._report(job_id, task_id, outcome)
+            self._finish(task, job_id, task_id, outcome)
+
+    def _finish(self, task: dict[str, Any], job_id: str, task_id: str, outcome: Outcome | None) -> None:
+        if outcome is None:  # interrupted by the stop
+            logger.warning("task interrupted by the stop; handing it back")
+            message = self._message(job_id, task_id, failure(TRANSIENT_ERROR, SHUTDOWN_MESSAGE))
+            self.interrupted.append(Interrupted(task, message))
+            return
+        self._report(job_id, task_id, outcome)
+
+    def _message(self, job_id: str, task_id: str, outcome: Outcome) -> dict[str, Any]:
+        message = {"job_id": job_id, "task_id": task_id, "worker_id": self._config.worker_id}
+        message.update(outcome.to_message())
+        return message
 
     def _report(self, job_id: str, task_id: str, outcome: Outcome) -> None:
         if self._cancellations.is_cancelled(task_id):
             outcome = Outcome(status=CANCELLED)  # never a late success for a cancelled task
         logger.info("task finished with status %s", outcome.status)
-        message = {"job_id": job_id, "task_id": task_id, "worker_id": self._config.worker_id}
-        message.update(outcome.to_message())
-        self._results.submit(message)
+        self._results.submit(self._message(job_id, task_id, outcome))
 
-    def _interrupted(self, task_id: str) -> Outcome:
+    def _interrupted(self, task_id: str) -> Outcome | None:
+        """The outcome of a cancelled handler: None when the stop interrupted it (to be handed back)."""
         if self._cancellations.is_cancelled(task_id):
             return Outcome(status=CANCELLED)
         if task_id in self._shut_down:
-            # A retryable failure, not `cancelled`: the orchestrator re-dispatches the job elsewhere.
-            return failure(TRANSIENT_ERROR, SHUTDOWN_MESSAGE)
+            return None
         return failure(TRANSIENT_ERROR, "the handler was cancelled")
 
-    async def _outcome(self, task: dict[str, Any], job_id: str, task_id: str) -> Outcome:
-        secret = self._config.orchestrator_secret_key
-        problem = task_signature_problem(task, secret) if secret else None
-        if problem is not None:
-            logger.error("refusing to run the task: %s", problem)
-            return failure(SECURITY_ERROR, f"{problem}; the task was not run")
-        task_type = task.get("type")
-        handler = self._handlers.get(task_type) if isinstance(task_type, str) else None
+    async def _outcome(self, task: dict[str, Any], job_id: str, task_id: str) -> Outcome | None:
+        task_type = task["type"]
+        handler = self._handlers.get(task_type)
         if handler is None:
             known = ", ".join(self._handlers) or "none"
             outcome = failure(PERMANENT_ERROR, f"no handler for task type {task_type!r} (known: {known})")
@@ -156,6 +172,9 @@ class TaskRunner:
                 raise ValueError(
                     f"send_progress(fraction={fraction!r}): fraction must be a number from 0 to 1, e.g. 0.4"
                 )
+            if client.budget.delay(EVENT) > 0:
+                logger.debug("progress %.2f not sent: the event rate-limit window is full", fraction)
+                return
             event = {
                 "event_id": str(uuid.uuid4()),
                 "worker_id": worker_id,
@@ -175,21 +194,21 @@ class TaskRunner:
 
         return send_progress
 
-    async def drain(self, timeout: float, force: asyncio.Event) -> None:
-        """Let running tasks finish for up to `timeout` s (or until `force`), then cancel and report them."""
+    async def drain(self, deadline: float, force: asyncio.Event) -> None:
+        """Let running tasks finish until `deadline` (loop time) or `force`; then cancel what still runs
+        and collect it in `interrupted`."""
         if self._runs:
-            logger.info("waiting up to %g s for %d running task(s)", timeout, len(self._runs))
-            await _wait_all(set(self._runs), timeout, force)
+            logger.info("waiting up to %.0f s for %d running task(s)", deadline - _now(), len(self._runs))
+        await _wait_until(lambda: set(self._runs), deadline, force)
         if not self._runs:
             return
         logger.warning("cancelling %d task(s) still running at shutdown", len(self._runs))
-        for task_id, handler_run in list(self._handler_runs.items()):
-            self._shut_down.add(task_id)
+        for task in list(self._runs.values()):
+            self._shut_down.add(task["task_id"])
+        for handler_run in list(self._handler_runs.values()):
             handler_run.cancel()
-        await _wait_all(set(self._runs), CANCEL_GRACE, force)
+        await _wait_until(lambda: set(self._runs), _now() + CANCEL_GRACE, force)
         for run in list(self._runs):
-            task_id, _ = self._runs[run]
-            self._shut_down.add(task_id)
             run.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
 
@@ -199,20 +218,20 @@ def _is_fraction(value: Any) -> bool:
     return number and math.isfinite(value) and 0 <= value <= 1
 
 
-async def _wait_all(runs: set[asyncio.Task[None]], timeout: float, force: asyncio.Event) -> None:
-    """Wait until every run is done, `timeout` passes or `force` is set."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    pending: set[asyncio.Future[Any]] = set(runs)
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def _wait_until(
+    pending: Callable[[], set[asyncio.Task[None]]], deadline: float, force: asyncio.Event
+) -> None:
+    """Wait until `pending()` is empty (re-read after each change), `deadline` (loop time) or `force`."""
     forced = asyncio.create_task(force.wait())
     try:
-        while pending and not force.is_set():
-            remaining = deadline - loop.time()
+        while (waiting := pending()) and not force.is_set():
+            remaining = deadline - _now()
             if remaining <= 0:
                 break
-            done, _ = await asyncio.wait(
-                pending | {forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-            pending -= done
+            await asyncio.wait({*waiting, forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
     finally:
         forced.cancel()

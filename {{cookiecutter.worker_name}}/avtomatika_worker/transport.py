@@ -1,44 +1,80 @@
-"""HTTP client for the orchestrator's `/_worker` API; the one place aiohttp errors become SDK errors."""
+"""HTTP client for the orchestrator's `/_worker` API; the one place aiohttp errors become SDK errors.
+
+Every request passes the rate budget of its message type first (ratelimit.py) and is timed by the
+reply watch (stalls.py), so pacing and slow-reply warnings cover every message the worker sends.
+"""
 
 from __future__ import annotations
 
+import email.utils
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 
 from .config import WorkerConfig
-from .errors import OrchestratorRejectedError, OrchestratorUnavailableError, ProtocolError
+from .errors import (
+    OrchestratorRateLimitedError,
+    OrchestratorRejectedError,
+    OrchestratorUnavailableError,
+    ProtocolError,
+)
+from .ratelimit import EVENT, HEARTBEAT, POLL, REGISTER, RESULT, WEBSOCKET, RateBudget
 from .signing import seal
+from .stalls import ReplyWatch
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/_worker"
 PROTOCOL_VERSION = "1.0b17"
 DEFAULT_REQUEST_TIMEOUT = 30.0
+# Requests made while stopping must leave time for the rest of the stop sequence.
+URGENT_REQUEST_TIMEOUT = 2.0
 
 WS_HEARTBEAT = 20.0  # seconds between WebSocket pings: detects a silently dead connection
+# 1.0b30 counts the upgrade before its generic handler turns the 429 into a plain-text 500.
+_WS_RATE_LIMITED = frozenset({429, 500})
 
 _NO_REPLY = object()
 
 WsConnect = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
 """Opens the orchestrator's WebSocket command channel (`GET /_worker/ws/{worker_id}`)."""
 
+Message = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A request body, or a function building it at the moment the request goes out."""
+
 ExchangeObserver = Callable[[bool], None]
 """Told True after every reply proving the orchestrator is up, False after every transient failure."""
 
 
-def _error_text(body: bytes) -> str:
-    """Extract the orchestrator's `{"error": ...}` text, falling back to the raw body."""
+def _error_text(body: bytes) -> tuple[str, bool]:
+    """The orchestrator's `{"error": ...}` text (and True), else the raw body (and False)."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace")[:500] or "(empty body)"
+        return body.decode("utf-8", "replace")[:500] or "(empty body)", False
     if isinstance(parsed, dict) and "error" in parsed:
-        return str(parsed["error"])
-    return body.decode("utf-8", "replace")[:500]
+        return str(parsed["error"]), True
+    return body.decode("utf-8", "replace")[:500], False
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 class OrchestratorClient:
@@ -49,11 +85,16 @@ class OrchestratorClient:
         config: WorkerConfig,
         session: aiohttp.ClientSession | None = None,
         on_exchange: ExchangeObserver | None = None,
+        *,
+        budget: RateBudget | None = None,
+        watch: ReplyWatch | None = None,
     ) -> None:
         self._config = config
         self._session = session
         self._owns_session = session is None
         self._on_exchange = on_exchange
+        self.budget = budget or RateBudget(config.rate_limits)
+        self.watch = watch or ReplyWatch()
         self._headers = {
             "X-Worker-Token": config.worker_token,
             "X-Worker-ID": config.worker_id,
@@ -77,33 +118,32 @@ class OrchestratorClient:
 
     async def register(self, message: dict[str, Any]) -> Any:
         """POST a (freshly sealed) registration; returns the decoded reply."""
-        return self._reply(await self._request("POST", f"{API_PREFIX}/workers/register", message))
+        path = f"{API_PREFIX}/workers/register"
+        return self._reply(await self._request(REGISTER, "POST", path, message, urgent=True))
 
-    async def heartbeat(self, message: dict[str, Any]) -> Any:
-        """PATCH a sealed heartbeat; returns the reply (`{"status": "ok", ...}`)."""
-        return self._reply(
-            await self._request("PATCH", f"{API_PREFIX}/workers/{self._config.worker_id}", message)
-        )
+    async def heartbeat(self, message: Message | None, *, urgent: bool = False) -> Any:
+        """PATCH a sealed heartbeat (a dict, or a callable building it when the request goes out), or
+        (None) an empty one, whose reply is JSON null for a forgotten worker."""
+        path = f"{API_PREFIX}/workers/{self._config.worker_id}"
+        timeout = URGENT_REQUEST_TIMEOUT if urgent else DEFAULT_REQUEST_TIMEOUT
+        reply = await self._request(HEARTBEAT, "PATCH", path, message, timeout, urgent=urgent)
+        return self._reply(reply)
 
-    async def refresh_ttl(self) -> Any:
-        """PATCH an empty heartbeat; the reply is `None` (JSON null) when the orchestrator forgot us."""
-        return self._reply(
-            await self._request("PATCH", f"{API_PREFIX}/workers/{self._config.worker_id}", None)
-        )
-
-    async def send_result(self, message: dict[str, Any]) -> Any:
+    async def send_result(self, message: dict[str, Any], *, urgent: bool = False) -> Any:
         """POST a sealed task result; returns the orchestrator's reply."""
-        return self._reply(await self._request("POST", f"{API_PREFIX}/tasks/result", message))
+        path = f"{API_PREFIX}/tasks/result"
+        timeout = URGENT_REQUEST_TIMEOUT if urgent else DEFAULT_REQUEST_TIMEOUT
+        return self._reply(await self._request(RESULT, "POST", path, message, timeout, urgent=urgent))
 
     async def send_event(self, message: dict[str, Any], request_timeout: float) -> Any:
         """POST a sealed event (e.g. progress); returns the reply (`{"status": "event_accepted"}`)."""
-        return self._reply(
-            await self._request("POST", f"{API_PREFIX}/events", message, request_timeout=request_timeout)
-        )
+        path = f"{API_PREFIX}/events"
+        return self._reply(await self._request(EVENT, "POST", path, message, request_timeout))
 
     async def ws_connect(self) -> aiohttp.ClientWebSocketResponse:
         """Open the WebSocket command channel; raises OrchestratorRejectedError/OrchestratorUnavailableError."""
         path = f"{API_PREFIX}/ws/{self._config.worker_id}"
+        await self.budget.acquire(WEBSOCKET)
         try:
             return await self._get_session().ws_connect(
                 self._config.orchestrator_url + path,
@@ -112,6 +152,8 @@ class OrchestratorClient:
                 timeout=aiohttp.ClientWSTimeout(ws_close=10.0),
             )
         except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in _WS_RATE_LIMITED:
+                self.budget.refused(WEBSOCKET, retry_after_seconds(_header(exc.headers, "Retry-After")))
             if 400 <= exc.status < 500 and exc.status != 429:
                 raise OrchestratorRejectedError(exc.status, exc.message) from exc
             raise OrchestratorUnavailableError(f"GET {path} (WebSocket) failed: {exc}", exc.status) from exc
@@ -119,6 +161,8 @@ class OrchestratorClient:
             raise OrchestratorUnavailableError(
                 f"GET {path} (WebSocket) failed: {exc or type(exc).__name__}"
             ) from exc
+        finally:
+            self.budget.release(WEBSOCKET)
 
     def _observe(self, reachable: bool) -> None:
         if self._on_exchange is not None:
@@ -128,46 +172,53 @@ class OrchestratorClient:
     def _reply(reply: Any) -> Any:
         return {} if reply is _NO_REPLY else reply
 
-    async def next_task(self) -> dict[str, Any] | None:
-        """Long-poll for a task; `None` on 204 or when the client timeout expires (an empty poll)."""
+    async def next_task(self) -> Any:
+        """Long-poll for a task; None on 204 or when the client timeout expires (an empty poll).
+
+        The reply is returned as decoded JSON: the caller validates it (tasks.py)."""
         path = f"{API_PREFIX}/workers/{self._config.worker_id}/tasks/next"
         try:
-            reply = await self._request("GET", path, None, request_timeout=self._config.poll_timeout)
+            reply = await self._request(POLL, "GET", path, None, self._config.poll_timeout)
         except TimeoutError:
             return None
-        if reply is _NO_REPLY:
-            return None
-        if not isinstance(reply, dict):
-            raise ProtocolError(f"task poll returned {type(reply).__name__}, expected a JSON object")
-        return reply
+        return None if reply is _NO_REPLY else reply
 
     async def _request(
         self,
+        kind: str,
         method: str,
         path: str,
-        message: dict[str, Any] | None,
+        message: Message | None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        *,
+        urgent: bool = False,
     ) -> Any:
-        """Send one request; maps every transport failure to the SDK's exception tree."""
+        """Send one request of message type `kind`; maps every transport failure to the SDK's exceptions."""
         url = self._config.orchestrator_url + path
         body = None
+        await self.budget.acquire(kind, urgent=urgent)
         if message is not None:
-            # Sealed on every call so that a retry carries a new timestamp and nonce (replay guard).
-            body = orjson.dumps(seal(message, self._config.worker_id, self._config.worker_token))
+            # Built and sealed after the budget wait: current content, and a fresh timestamp and nonce for
+            # every send (the orchestrator rejects a repeated body as a replay).
+            content = message() if callable(message) else message
+            body = orjson.dumps(seal(content, self._config.worker_id, self._config.worker_token))
         headers = self._headers if body is None else self._json_headers
         timeout = self._timeouts.get(request_timeout)
         if timeout is None:
             timeout = self._timeouts[request_timeout] = aiohttp.ClientTimeout(total=request_timeout)
+        pending = self.watch.start(f"{method} {path}", poll=kind == POLL)
+        status = 0
         try:
             async with self._get_session().request(
                 method, url, data=body, headers=headers, timeout=timeout
             ) as response:
                 status = response.status
                 raw = await response.read()
+                retry_after = response.headers.get("Retry-After")
         except TimeoutError:
-            if method == "GET":
-                raise
             self._observe(False)
+            if kind == POLL:
+                raise
             raise OrchestratorUnavailableError(
                 f"{method} {path} timed out after {request_timeout:g} s"
             ) from None
@@ -176,8 +227,13 @@ class OrchestratorClient:
             raise OrchestratorUnavailableError(
                 f"{method} {path} failed: {exc or type(exc).__name__}"
             ) from exc
+        finally:
+            self.budget.release(kind)
+            self.watch.finish(pending, empty_poll=kind == POLL and status == 204)
+        if status == 429:
+            self.budget.refused(kind, retry_after_seconds(retry_after))
         try:
-            decoded = self._decode(method, path, status, raw)
+            decoded = self._decode(method, path, status, raw, retry_after)
         except OrchestratorUnavailableError:
             self._observe(False)
             raise
@@ -185,16 +241,27 @@ class OrchestratorClient:
         return decoded
 
     @staticmethod
-    def _decode(method: str, path: str, status: int, raw: bytes) -> Any:
+    def _decode(method: str, path: str, status: int, raw: bytes, retry_after: str | None) -> Any:
         if status == 204:
             return _NO_REPLY
-        if status == 429 or status >= 500:
-            raise OrchestratorUnavailableError(f"{method} {path}: HTTP {status}: {_error_text(raw)}", status)
+        if status == 429:
+            text, _ = _error_text(raw)
+            message = f"{method} {path}: HTTP 429 (rate limited): {text}"
+            raise OrchestratorRateLimitedError(message, retry_after_seconds(retry_after))
+        if status >= 500:
+            text, answered = _error_text(raw)
+            raise OrchestratorUnavailableError(
+                f"{method} {path}: HTTP {status}: {text}", status, answered=answered
+            )
         if status >= 400:
-            raise OrchestratorRejectedError(status, _error_text(raw))
+            raise OrchestratorRejectedError(status, _error_text(raw)[0])
         if status >= 300:
             raise ProtocolError(f"{method} {path}: unexpected HTTP {status}")
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(f"{method} {path}: reply is not JSON: {raw[:200]!r}") from exc
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    return headers.get(name) if headers is not None else None

@@ -14,6 +14,7 @@ TASK_STATUSES: frozenset[str] = frozenset({SUCCESS, FAILURE, CANCELLED})
 # Heartbeat `status`: only "idle" keeps a worker in dispatch; anything else takes it out.
 IDLE = "idle"
 BUSY = "busy"
+DRAINING = "draining"  # what this SDK reports while it stops (rxon's WORKER_STATUS_DRAINING)
 
 # `status` of the orchestrator's reply to a result.
 RESULT_ACCEPTED = "accepted"
@@ -123,6 +124,7 @@ __all__ = [
     "CONTRACT_VIOLATION_ERROR",
     "DEPENDENCY_ERROR",
     "DEPENDENCY_MISSING_ERROR",
+    "DRAINING",
     "ERROR_CODES",
     "FAILURE",
     "FAIL_ERROR_CODES",

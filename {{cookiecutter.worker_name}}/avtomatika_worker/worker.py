@@ -1,4 +1,11 @@
-"""The `Worker`: handler registration, the lifecycle of the runtime parts, and the process entry point."""
+"""The `Worker`: handler registration, the start and stop sequences of the runtime parts, and `run()`.
+
+Start: adopt what a previous process with this worker id handed over (handover.py), keep the id out of
+dispatch while a poll that process abandoned may still be open, register, heartbeat, send spooled
+results, run interrupted tasks again, then poll. Stop: report `draining` (the orchestrator stops choosing
+this worker), abandon the poll in flight, let running tasks finish until WORKER_SHUTDOWN_TIMEOUT, hand back
+the ones still running, deliver results, leave the hand-over files; all within the timeout + 2 s.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -19,21 +27,24 @@ from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
 from .errors import ConfigError, OrchestratorRejectedError, RegistrationError
 from .executor import Handler, RegisteredHandler
-from .heartbeat import BUSY_AFTER, Heartbeater, StatusPolicy
+from .handover import Handover
+from .heartbeat import Heartbeater
 from .liveness import LivenessFile
+from .peers import PeerView, idle_peers
 from .poller import Poller
+from .ratelimit import RESULT, RateBudget
 from .results import ResultSender, ResultSpool
 from .retry import Backoff, Sleep, retrying
 from .runner import TaskRunner
+from .stalls import ReplyWatch
+from .stopping import TAIL, Stopping
+from .tasks import refusal
 from .transport import OrchestratorClient
-from .typing import IDLE
+from .typing import DRAINING, IDLE
 
 logger = logging.getLogger(__name__)
 
 H = TypeVar("H", bound=Handler)
-
-# After the drain, undelivered results get this long to reach the orchestrator; the rest stay spooled.
-RESULT_FLUSH_TIMEOUT = 10.0
 
 
 class Worker:
@@ -48,24 +59,23 @@ class Worker:
         redis_client: aioredis.Redis | None = None,
         sleep: Sleep = asyncio.sleep,
         backoff: Backoff | None = None,
-        result_flush_timeout: float = RESULT_FLUSH_TIMEOUT,
-        busy_after: float = BUSY_AFTER,
     ) -> None:
         self.worker_type = worker_type
         self._config = config
         self._session = session
+        self._sleep = sleep
         self._backoff = backoff or Backoff(sleep=sleep)
-        self._flush_timeout = result_flush_timeout
-        self._busy_after = busy_after
         self._cancellations = Cancellations(lambda: self.config, redis_client, sleep=sleep)
         self._handlers: dict[str, RegisteredHandler] = {}
         self._client: OrchestratorClient | None = None
         self._results: ResultSender | None = None
         self._heartbeater: Heartbeater | None = None
         self._runner: TaskRunner | None = None
+        self._poller: Poller | None = None
         self._liveness: LivenessFile | None = None
-        self._status_policy: StatusPolicy | None = None
+        self._handover: Handover | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
+        self._draining = False
         self._crashed = asyncio.Event()
         self._force_stop = asyncio.Event()
 
@@ -102,10 +112,10 @@ class Worker:
         """True once the orchestrator has cancelled `task_id` (Redis flag, WebSocket, heartbeat reply)."""
         return await self._cancellations.check(task_id)
 
-    # ---- lifecycle -------------------------------------------------------------------------------
+    # ---- start -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replay spooled results, register, heartbeat, then poll (no `.env` loading: that is run()'s)."""
+        """Take over from a predecessor, register, heartbeat, then poll (`.env` loading is run()'s)."""
         if self._client is not None:
             raise RuntimeError("the worker is already running")
         config = self.config
@@ -113,14 +123,35 @@ class Worker:
             logger.warning("no task handlers registered: this worker will never receive tasks")
         self._crashed.clear()
         self._force_stop.clear()
-        self._status_policy = StatusPolicy(
-            config.max_concurrent_tasks, self._busy_after, self._status_changed
+        self._draining = False
+        handover = self._handover = Handover(config.spool_path, config.worker_id)
+        liveness = LivenessFile(config.health_path, config.worker_id, 2 * config.heartbeat_interval)
+        watch = ReplyWatch(on_stall=liveness.trouble)
+        predecessor_poll = handover.predecessor_poll(
+            config.health_path, config.heartbeat_interval, watch.poll_hold
         )
-        self._liveness = LivenessFile(config.health_path, config.worker_id, 2 * config.heartbeat_interval)
-        client = self._client = OrchestratorClient(config, self._session, self._liveness.observe)
-        self._results = ResultSender(ResultSpool(config.spool_path), client.send_result, self._backoff)
-        self._results.replay()
-        self._results.start()
+        self._liveness = liveness
+        budget = RateBudget(config.rate_limits, sleep=self._sleep)
+        budget.restore(handover.take_rate_limits(), time.time())
+        client = self._client = OrchestratorClient(
+            config, self._session, liveness.observe, budget=budget, watch=watch
+        )
+        results = self._results = ResultSender(
+            ResultSpool(config.spool_path),
+            client.send_result,
+            self._backoff,
+            lambda: budget.delay(RESULT) == 0,
+        )
+        results.start()
+        heartbeater = self._heartbeater = Heartbeater(
+            client, self._heartbeat_message, self._register, self._cancellations.cancel_jobs,
+            config.heartbeat_interval,
+        )  # fmt: skip
+        slots = asyncio.Semaphore(config.max_concurrent_tasks)
+        runner = self._runner = TaskRunner(
+            config, self._handlers, client, self._cancellations, results, slots
+        )
+        self._watch("resume", self._resume(handover.take_tasks(), slots))
         logger.info(
             "worker %s (%s) connecting to %s with skills %s",
             config.worker_id,
@@ -128,48 +159,121 @@ class Worker:
             config.orchestrator_url,
             ", ".join(self._handlers) or "(none)",
         )
+        if predecessor_poll is not None:
+            await self._wait_out_predecessor(predecessor_poll)
         await self._register()
-        heartbeater = self._heartbeater = Heartbeater(
-            client, self._heartbeat_message, self._register, self._cancellations.cancel_jobs,
-            config.heartbeat_interval,
-        )  # fmt: skip
         await heartbeater.beat()
+        results.replay()  # after registering: a handed-back failure must find this worker idle
         await self._cancellations.start(client.ws_connect if config.enable_websockets else None)
-        slots = asyncio.Semaphore(config.max_concurrent_tasks)
-        self._runner = TaskRunner(
-            config, self._handlers, client, self._cancellations, self._results, slots, self._running_changed
-        )
-        poller = Poller(client, slots, self._runner.spawn, self._backoff, heartbeater.wake)
+        poller = self._poller = Poller(
+            client, slots, runner.spawn, self._backoff, heartbeater.wake,
+            secret=config.orchestrator_secret_key, refuse=runner.refuse,
+        )  # fmt: skip
         self._watch("heartbeat", heartbeater.run())
         self._watch("poll", poller.run())
 
-    def _watch(self, name: str, loop: Any) -> None:
+    async def _wait_out_predecessor(self, until: float) -> None:
+        """A previous process's abandoned poll may be open until `until`: with other idle workers, keep
+        this worker id out of dispatch until then; alone, take tasks at once (waiting would get every
+        job created meanwhile quarantined, whereas the one the dead poll may take is re-dispatched by
+        the orchestrator after its timeout)."""
+        wait = until - time.time()
+        view = await self._peek(self.skills)
+        if view is None or not view.skills:
+            logger.warning(
+                "a previous process with worker id %s may still have a task poll open on the orchestrator "
+                "for %.0f s; a task handed to it before then is re-dispatched after the job's timeout",
+                self.config.worker_id,
+                wait,
+            )
+            return
+        logger.warning(
+            "a previous process with worker id %s may still have a task poll open on the orchestrator for "
+            "%.0f s; other idle workers take the tasks until then, so that none is handed to it and lost",
+            self.config.worker_id,
+            wait,
+        )
+        self._draining = True
+        if self._heartbeater is not None:
+            await self._heartbeater.beat(urgent=True)  # the record may still say `idle`
+        await self._sleep(wait)
+        self._draining = False
+
+    async def _resume(self, tasks: list[dict[str, Any]], slots: asyncio.Semaphore) -> None:
+        """Run again the tasks a previous stop interrupted (they are still assigned to this worker id)."""
+        if tasks:
+            logger.info("running %d task(s) interrupted by the previous stop again", len(tasks))
+        for task in tasks:
+            deadline = task.get("deadline")
+            if refusal(task, None) is not None or (
+                isinstance(deadline, int | float) and deadline < time.time()
+            ):
+                logger.warning(
+                    "not running the interrupted task %s again: malformed or past its deadline",
+                    task.get("task_id"),
+                )
+                continue
+            await slots.acquire()
+            if self._runner is None:
+                slots.release()
+                return
+            self._runner.spawn(task)
+
+    def _watch(self, name: str, loop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(loop, name=f"avtomatika-{name}")
         task.add_done_callback(self._on_loop_done)
         self._loops[name] = task
+        return task
+
+    def _on_loop_done(self, loop: asyncio.Task[None]) -> None:
+        if not loop.cancelled() and loop.exception() is not None:
+            logger.error("worker loop %s crashed", loop.get_name(), exc_info=loop.exception())
+            self._crashed.set()
+
+    # ---- stop ------------------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Stop polling, drain running tasks (WORKER_SHUTDOWN_TIMEOUT), flush results, disconnect."""
+        """Stop taking tasks, drain running ones (WORKER_SHUTDOWN_TIMEOUT), hand back the rest, disconnect."""
+        if self._client is None:  # never started (or start failed before connecting)
+            await self._cancellations.stop()
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_timeout
+        await self._cancel_loop("resume")
+        if self._runner is not None and self._poller is not None and self._heartbeater is not None:
+            assert self._results is not None and self._handover is not None
+            await Stopping(
+                self.config.worker_id, self.skills, self._heartbeater, self._poller, self._loops.pop("poll", None),
+                self._runner, self._results, self._handover, self._peek, self._client.watch.poll_hold,
+                self._set_draining, self._force_stop,
+            ).run(deadline)  # fmt: skip
         await self._cancel_loop("poll")
-        if self._status_policy is not None:
-            self._status_policy.draining = True
-            self._status_changed()
-        if self._runner is not None:
-            await self._runner.drain(self.config.shutdown_timeout, self._force_stop)
         if self._results is not None:
-            if not self._force_stop.is_set() and not await self._results.flush(self._flush_timeout):
-                logger.warning("the orchestrator did not take every result in time")
+            if not self._force_stop.is_set():
+                remaining = max(0.0, deadline + TAIL + 0.2 - loop.time())
+                if not await self._results.flush(remaining):
+                    logger.warning(
+                        "the orchestrator did not take every result in time; they stay in the spool"
+                    )
             await self._results.stop()
         await self._cancel_loop("heartbeat")
         await self._cancellations.stop()
-        if self._client is not None:
-            await self._client.close()
+        self._leave_rate_limits()
+        await self._client.close()
         if self._liveness is not None:
             self._liveness.remove()
-        if self._status_policy is not None:
-            self._status_policy.close()
-        self._client = self._results = self._heartbeater = self._runner = self._liveness = None
-        self._status_policy = None
+        self._client = self._results = self._heartbeater = self._runner = self._poller = None
+        self._liveness = None
+
+    def _set_draining(self, draining: bool) -> None:
+        self._draining = draining
+
+    async def _peek(self, skills: Iterable[str]) -> PeerView | None:
+        return await idle_peers(self._cancellations.redis_client(), self.config.worker_id, skills)
+
+    def _leave_rate_limits(self) -> None:
+        if self._client is not None and self._handover is not None:
+            self._handover.save_rate_limits(self._client.budget.snapshot(time.time()))
 
     async def _cancel_loop(self, name: str) -> None:
         loop = self._loops.pop(name, None)
@@ -193,12 +297,7 @@ class Worker:
     ) -> None:
         await self.stop()
 
-    def _on_loop_done(self, loop: asyncio.Task[None]) -> None:
-        if not loop.cancelled() and loop.exception() is not None:
-            logger.error("worker loop %s crashed", loop.get_name(), exc_info=loop.exception())
-            self._crashed.set()
-
-    # ---- orchestrator calls ------------------------------------------------------------------------
+    # ---- orchestrator calls ----------------------------------------------------------------------
 
     async def _register(self) -> None:
         client = self._client
@@ -219,23 +318,12 @@ class Worker:
             logger.warning("orchestrator: %s", reply["warning"])
         logger.info("registered as %s", self.config.worker_id)
 
-    def _status(self) -> str:
-        return self._status_policy.status() if self._status_policy is not None else IDLE
-
-    def _running_changed(self) -> None:
-        if self._status_policy is not None and self._runner is not None:
-            self._status_policy.update(self._runner.running_count)
-
-    def _status_changed(self) -> None:
-        if self._heartbeater is not None:
-            self._heartbeater.status_changed(self._status())
-
     def _heartbeat_message(self) -> dict[str, Any]:
         config = self.config
         message: dict[str, Any] = {
             "worker_id": config.worker_id,
-            "status": self._status(),
-            # The orchestrator matches these against job ids only (protocol.md section 5).
+            "status": DRAINING if self._draining else IDLE,
+            # The orchestrator matches these against job ids only (WorkerService.update_worker_heartbeat).
             "current_tasks": self._runner.running_jobs() if self._runner is not None else [],
             "available_skills": list(self._handlers),
         }
@@ -243,7 +331,7 @@ class Worker:
             message["capabilities"] = {"websockets": True}
         return message
 
-    # ---- process entry point -----------------------------------------------------------------------
+    # ---- process entry point ---------------------------------------------------------------------
 
     def run(self) -> None:
         """Load `.env` and the environment, configure logging, run until SIGINT/SIGTERM, then exit."""

@@ -56,6 +56,14 @@ def main() -> int:
         "Redis" if settings.redis_url else "off (REDIS_URL not set)",
         len(settings.worker_tokens),
     )
+    limits = settings.rate_limits
+    log.info(
+        "rate limits: %s",
+        f"per worker and {limits.period} s: poll {limits.poll}, heartbeat {limits.heartbeat}, "
+        f"other {limits.other}"
+        if limits
+        else "off (MOCK_RATE_LIMITS)",
+    )
     # Like a notebook server's login link: the token rides in the URL fragment, never sent to the server.
     public_url = os.environ.get("MOCK_PUBLIC_URL") or f"http://{config.host}:{config.port}"
     log.info("dashboard: %s", dashboard_url(public_url, settings.client_token))

@@ -12,10 +12,11 @@ from aiohttp import web
 from .cancel_flags import CancelFlags, FlagStore
 from .control_api import parse_submission, setup_control_routes
 from .dashboard import setup_dashboard_routes
+from .rate_limits import LIMITER_KEY, RateLimiter
 from .settings import MockSettings
 from .state import STATE_KEY, MockState
 from .worker_api import PROTOCOL_VERSION, VERSION_HEADER, setup_worker_routes
-from .ws_channel import setup_websocket_route
+from .ws_channel import WEBSOCKET_ROUTE, setup_websocket_route
 
 COMPRESS_MIN_BYTES = 500  # the orchestrator compresses replies of 500 bytes or more
 
@@ -49,6 +50,8 @@ async def protocol_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         response = await handler(request)
     except web.HTTPException as exc:
+        if request.match_info.route.name == WEBSOCKET_ROUTE:
+            raise  # rxon's WebSocket handler lets aiohttp render these: plain text, no version header
         response = _error(exc.status, exc.reason)
     except Exception as exc:  # a bug in the mock: still answer in the protocol's error format
         log.exception("unexpected error in %s %s", request.method, request.path)
@@ -88,6 +91,7 @@ def create_app(settings: MockSettings, *, redis_client: FlagStore | None = None)
         CancelFlags(redis_client) if redis_client is not None else CancelFlags.from_url(settings.redis_url)
     )
     app[STATE_KEY] = MockState(settings, cancel_flags=flags)
+    app[LIMITER_KEY] = RateLimiter(settings.rate_limits, settings.clock)
     app.router.add_get("/_public/status", public_status)
     setup_worker_routes(app)
     setup_websocket_route(app)

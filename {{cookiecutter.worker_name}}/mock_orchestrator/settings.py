@@ -16,11 +16,15 @@ Environment (``python -m mock_orchestrator``; ``.env`` is read, the real environ
 | ``MOCK_WORKERS_TOML`` | unset | path of a workers.toml (``[worker_id]`` tables with ``token = "..."``): that |
 | | | worker must use its individual token, which is also its HMAC key |
 | ``MOCK_LOG_LEVEL`` | ``INFO`` | ``DEBUG``/``INFO``/``WARNING``/``ERROR``; ``INFO`` logs every task hand-out and result |
+| ``MOCK_RATE_LIMITS`` | ``off`` | avtomatika's per-worker limiter (429 when over): ``on`` = its defaults |
+| | | ``poll=60,heartbeat=120,other=100,period=60``, or any subset of that list, e.g. ``poll=10,period=5`` |
+| | | (requests of one type per worker within ``period`` s; every request, refused ones too, restarts it) |
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -28,6 +32,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """avtomatika's RATE_LIMIT_* per worker and message type: at most ``limit`` requests per ``period`` s."""
+
+    poll: int = 60  # RATE_LIMIT_POLL_LIMIT
+    heartbeat: int = 120  # RATE_LIMIT_HEARTBEAT_LIMIT
+    other: int = 100  # RATE_LIMIT_LIMIT: register, result, event, websocket_auth, websocket
+    period: int = 60  # RATE_LIMIT_PERIOD, seconds
+
+    def limit_for(self, message_type: str) -> int:
+        """The limit of one message type (``poll``, ``heartbeat``, anything else)."""
+        if message_type == "poll":
+            return self.poll
+        if message_type == "heartbeat":
+            return self.heartbeat
+        return self.other
 
 
 @dataclass(frozen=True)
@@ -42,6 +64,7 @@ class MockSettings:
     strict_dispatch: bool = False  # quarantine tasks no idle worker can take, like the real orchestrator
     redis_url: str | None = None  # where cancel flags are written; None writes none
     worker_tokens: Mapping[str, str] = field(default_factory=dict)  # individual tokens (workers.toml)
+    rate_limits: RateLimits | None = None  # None: no rate limiting (MOCK_RATE_LIMITS unset or off)
 
     def key_for(self, worker_id: Any) -> str:
         """The token a worker must present and sign with: its individual token, else the global one."""
@@ -138,6 +161,43 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+RATE_LIMIT_NAMES = ("poll", "heartbeat", "other", "period")
+RATE_LIMITS_EXAMPLE = "poll=10,heartbeat=10,other=20,period=5"
+WHOLE_NUMBER = re.compile(r"[0-9]+")
+
+
+def _rate_limit_item(raw: str, item: str, seen: Mapping[str, int]) -> tuple[str, int]:
+    name, equals, number = (part.strip() for part in item.partition("="))
+    problem = ""
+    if not equals or name not in RATE_LIMIT_NAMES:
+        problem = f"{item.strip()!r} is not one of {'=N, '.join(RATE_LIMIT_NAMES)}=N"
+    elif name in seen:
+        problem = f"{name} is given twice"
+    elif not WHOLE_NUMBER.fullmatch(number) or (name == "period" and int(number) == 0):
+        problem = f"{name}={number!r} is not a whole number" + (" >= 1" if name == "period" else "")
+    if problem:
+        rule = (
+            f"{problem}; it must be off, on (avtomatika's defaults poll=60,heartbeat=120,other=100,"
+            "period=60) or a comma-separated subset of them"
+        )
+        raise _problem("MOCK_RATE_LIMITS", raw, rule, RATE_LIMITS_EXAMPLE)
+    return name, int(number)
+
+
+def _rate_limits(env: Mapping[str, str]) -> RateLimits | None:
+    raw = env.get("MOCK_RATE_LIMITS", "")
+    word = raw.strip().lower()
+    if word in FALSE_WORDS:
+        return None
+    if word in TRUE_WORDS or word == "defaults":
+        return RateLimits()
+    values: dict[str, int] = {}
+    for item in word.split(","):
+        name, number = _rate_limit_item(raw, item, values)
+        values[name] = number
+    return RateLimits(**values)
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -195,5 +255,6 @@ def load_server_config(env: Mapping[str, str]) -> ServerConfig:
         strict_dispatch=_flag(env, "MOCK_STRICT_DISPATCH"),
         redis_url=_redis_url(env),
         worker_tokens=load_worker_tokens(env["MOCK_WORKERS_TOML"]) if env.get("MOCK_WORKERS_TOML") else {},
+        rate_limits=_rate_limits(env),
     )
     return ServerConfig(settings=settings, host=host, port=_port(env), log_level=_log_level(env))

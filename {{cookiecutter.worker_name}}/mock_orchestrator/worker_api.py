@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from .models import TASK_RESULT, WORKER_EVENT, WORKER_REGISTRATION, ModelError, parse
+from .rate_limits import ENGINE_TEXT, LIMITER_KEY, RateLimited
 from .records import ACTIVE_STATUSES
 from .results import accept_result
 from .security import TOKEN_HEADER, WORKER_ID_HEADER, authenticate, verify_signed, worker_id_hint
@@ -40,6 +41,8 @@ def _protocol_errors(handler: Handler) -> Handler:
             return await handler(request)
         except web.HTTPException:
             raise
+        except RateLimited:  # logged once per burst by the limiter, not per request
+            return protocol_json({"error": ENGINE_TEXT}, status=429)
         except PermissionError as exc:
             return _rejected(request, 403, exc)
         except ValueError as exc:
@@ -78,12 +81,19 @@ def authenticate_request(request: web.Request, body: Any, path_id: str | None = 
     return authenticate(_state(request).settings, request.headers.get(TOKEN_HEADER), hint)
 
 
+def admit(request: web.Request, body: Any, message_type: str, path_id: str | None = None) -> Any:
+    """Authenticate, then count the request against its worker's rate limit (RateLimited when over)."""
+    worker_id = authenticate_request(request, body, path_id)
+    request.app[LIMITER_KEY].hit(request.headers.get(TOKEN_HEADER), worker_id, message_type)
+    return worker_id
+
+
 @_protocol_errors
 async def register(request: web.Request) -> web.StreamResponse:
     """POST /_worker/workers/register."""
     body = await _json_body(request)
     state = _state(request)
-    auth_id = authenticate_request(request, body)
+    auth_id = admit(request, body, "register")
     worker_id = _require_object(body).get("worker_id")
     if not isinstance(worker_id, str):
         raise ValueError("Missing or invalid worker_id in registration data")  # noqa: TRY004 - a 400
@@ -114,7 +124,7 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     """PATCH /_worker/workers/{worker_id}: empty body refreshes the TTL, a signed body is merged."""
     body = await _json_body(request) if request.can_read_body else None
     state = _state(request)
-    worker_id = authenticate_request(request, body, request.match_info["worker_id"])
+    worker_id = admit(request, body, "heartbeat", request.match_info["worker_id"])
     if not body:
         return protocol_json({"status": "ttl_refreshed"} if await state.refresh(worker_id) else None)
     verify_signed(state, _require_object(body), worker_id)
@@ -151,7 +161,7 @@ def _finished_jobs(state: MockState, current_tasks: Any) -> list[Any]:
 async def next_task(request: web.Request) -> web.StreamResponse:
     """GET /_worker/workers/{worker_id}/tasks/next: 200 with a task or 204 after the hold."""
     state = _state(request)
-    worker_id = authenticate_request(request, None, request.match_info["worker_id"])
+    worker_id = admit(request, None, "poll", request.match_info["worker_id"])
 
     def client_gone() -> bool:
         transport = request.transport
@@ -170,7 +180,7 @@ async def task_result(request: web.Request) -> web.StreamResponse:
     """POST /_worker/tasks/result, checked in the orchestrator's order (protocol.md section 9)."""
     body = await _json_body(request)
     state = _state(request)
-    auth_id = authenticate_request(request, body)
+    auth_id = admit(request, body, "result")
     verify_signed(state, _require_object(body), auth_id)
     try:
         result = normalize(parse(TASK_RESULT, body))
@@ -188,7 +198,7 @@ async def task_result(request: web.Request) -> web.StreamResponse:
 async def worker_event(request: web.Request) -> web.StreamResponse:
     """POST /_worker/events: progress events update the task; model errors are 200 replies."""
     body = await _json_body(request)
-    auth_id = authenticate_request(request, body)
+    auth_id = admit(request, body, "event")
     return protocol_json(await process_event(_state(request), auth_id, body))
 
 

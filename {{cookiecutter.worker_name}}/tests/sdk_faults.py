@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from avtomatika_worker import Backoff, Worker, WorkerConfig
+from avtomatika_worker.ratelimit import RateLimits
 from mock_orchestrator import MockSettings, create_app
 
 WORKER_TOKEN = "runtime-worker-token-5f2c"
@@ -34,9 +35,11 @@ async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: 
         await asyncio.sleep(0.01)
 
 
-async def start_mock(port: int = 0, poll_hold: float = 30.0) -> tuple[TestServer, str]:
-    """The mock orchestrator on loopback; returns the server and its base URL."""
-    settings = MockSettings(worker_token=WORKER_TOKEN, client_token=CLIENT_TOKEN, poll_hold_seconds=poll_hold)
+async def start_mock(port: int = 0, poll_hold: float = 30.0, **options: Any) -> tuple[TestServer, str]:
+    """The mock orchestrator on loopback (`options`: more MockSettings); returns the server and its URL."""
+    settings = MockSettings(
+        worker_token=WORKER_TOKEN, client_token=CLIENT_TOKEN, poll_hold_seconds=poll_hold, **options
+    )
     server = TestServer(create_app(settings), host="127.0.0.1", port=port)
     await server.start_server()
     return server, str(server.make_url("")).rstrip("/")
@@ -55,6 +58,7 @@ def worker_config(url: str, tmp_path: Path, **overrides: Any) -> WorkerConfig:
         shutdown_timeout=5.0,
         spool_dir=str(tmp_path / "spool"),
         health_file=str(tmp_path / "health.json"),
+        rate_limits=RateLimits(enabled=False),  # the mock's default; pacing has tests of its own
     )
     settings.update(overrides)
     return WorkerConfig(**settings)

@@ -184,6 +184,9 @@ def start_worker(mock: Mock, redis_url: str, tmp_path: Path) -> Iterator[Callabl
         env = base_env(
             ORCHESTRATOR_URL=mock.url, WORKER_TOKEN=WORKER_TOKEN, REDIS_URL=redis_url, WORKER_ID=WORKER_ID
         )
+        # Private spool and liveness file: a process with the same worker id in an earlier test must
+        # not hand anything over to this one (handover.py).
+        env.update(WORKER_SPOOL_DIR=str(tmp_path / "spool"), WORKER_HEALTH_FILE=str(tmp_path / "health"))
         mock.logs.append(tmp_path / "worker.log")
         procs.append(
             _start([sys.executable, str(PROJECT_ROOT / "my_worker.py")], env, mock.cwd, mock.logs[-1])

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -38,22 +39,44 @@ def test_successful_exchange_writes_ok_with_time_and_worker_id(tmp_path: Path) -
     assert orjson.loads(path.read_bytes()) == dict(status="ok", updated=clock.now, worker_id="w-1")
 
 
-def test_failures_turn_unreachable_only_after_the_grace_period(tmp_path: Path) -> None:
+def test_unreachable_once_nothing_succeeded_for_the_grace_period_while_failing(tmp_path: Path) -> None:
     path = tmp_path / "health.json"
     clock = FakeClock()
     liveness = LivenessFile(path, "w-1", unreachable_after=30, clock=clock)
     liveness.observe(True)
-    clock.now += 5
+    clock.now += 25
     liveness.observe(False)
-    clock.now += 29
+    clock.now += 4  # nothing has succeeded for 29 s
     liveness.observe(False)
     assert status_of(path) == "ok"
-    clock.now += 2  # failing for 31 s > 30 s
+    clock.now += 2  # 31 s > 30 s
     liveness.observe(False)
     assert status_of(path) == "unreachable"
     clock.now += 1
     liveness.observe(True)
     assert status_of(path) == "ok"
+
+
+def test_silence_without_failures_stays_ok(tmp_path: Path) -> None:
+    path = tmp_path / "health.json"
+    clock = FakeClock()
+    liveness = LivenessFile(path, "w-1", unreachable_after=30, clock=clock)
+    liveness.observe(True)
+    clock.now += 300  # e.g. pacing under the orchestrator's rate limits: nothing sent, nothing failed
+    liveness.observe(True)
+    assert status_of(path) == "ok"
+
+
+async def test_a_stall_turns_unreachable_without_any_further_exchange(tmp_path: Path) -> None:
+    path = tmp_path / "health.json"
+    liveness = LivenessFile(path, "w-1", unreachable_after=0.05)
+    liveness.observe(True)
+    liveness.trouble()  # a request is late; no reply (and no failure) ever follows
+    assert status_of(path) == "ok"
+    deadline = time.monotonic() + 5
+    while status_of(path) != "unreachable":
+        assert time.monotonic() < deadline, "the liveness file never turned unreachable"
+        await asyncio.sleep(0.01)
 
 
 def test_rewrites_are_throttled_but_status_changes_are_not(tmp_path: Path) -> None:

@@ -27,13 +27,15 @@ from sdk_faults import (
 )
 
 from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Worker, health
+from avtomatika_worker.ratelimit import RateLimits
 
 Stack = tuple[ControlClient, FaultProxy, str]  # control client, proxy, URL the worker uses
 
 
 @pytest.fixture
 async def mock_url() -> AsyncIterator[str]:
-    server, url = await start_mock()
+    # A short hold: a restarted worker waits out its predecessor's abandoned poll (handover.py).
+    server, url = await start_mock(poll_hold=0.3)
     yield url
     await server.close()
 
@@ -102,7 +104,8 @@ async def test_503_and_429_bursts_are_retried_and_the_task_completes(stack: Stac
         Fault("POST", "/tasks/result", 2, 429),
     ]
     task_id = await control.submit("check_inventory", dict(items=["a", "b"]))
-    async with make_worker(url, tmp_path):
+    # Each 429 silences its message type for one rate-limit period: make that short.
+    async with make_worker(url, tmp_path, rate_limits=RateLimits(enabled=False, period=0.05)):
         done = await control.finished(task_id)
     assert done["status"] == "success"
     assert done["data"] == dict(items_checked=2)
@@ -129,7 +132,7 @@ async def test_result_post_failing_n_times_is_resent_resealed_until_accepted(
     task_id = await control.submit("check_inventory", dict(items=["a"]))
     async with make_worker(url, tmp_path):
         done = await control.finished(task_id)
-        await eventually(lambda: not list((tmp_path / "spool").glob("*.json")), what="spool emptied")
+        await eventually(lambda: not list((tmp_path / "spool").glob("*.result.json")), what="spool emptied")
     assert done["status"] == "success"
     sent = proxy.bodies("POST", "/tasks/result")
     assert proxy.statuses("POST", "/tasks/result") == [503, 503, 503, 0, 200]
@@ -141,18 +144,19 @@ async def test_results_left_in_the_spool_are_delivered_after_a_restart(stack: St
     control, proxy, url = stack
     proxy.faults.append(Fault("POST", "/tasks/result", 1000, 503))  # results cannot get through
     task_id = await control.submit("check_inventory", dict(items=["a", "b", "c"]))
-    worker = make_worker(url, tmp_path)
-    worker._flush_timeout = 0.2
-    async with worker:
+    async with make_worker(url, tmp_path, shutdown_timeout=0.2):
         await eventually(lambda: len(proxy.bodies("POST", "/tasks/result")) >= 2, what="result retried")
-    spooled = list((tmp_path / "spool").glob("*.json"))
+        await eventually(
+            lambda: 204 in proxy.statuses("GET", "/tasks/next"), what="an empty poll (learns the hold)"
+        )
+    spooled = list((tmp_path / "spool").glob("*.result.json"))
     assert len(spooled) == 1
     assert (await control.show(task_id))["status"] == "running"
 
     proxy.faults.clear()  # the orchestrator takes results again; a new worker process starts
     async with make_worker(url, tmp_path):
         done = await control.finished(task_id)
-        await eventually(lambda: not list((tmp_path / "spool").glob("*.json")), what="spool emptied")
+        await eventually(lambda: not list((tmp_path / "spool").glob("*.result.json")), what="spool emptied")
     assert done["status"] == "success"
     assert done["data"] == dict(items_checked=3)
 

@@ -85,7 +85,7 @@ async def mock() -> AsyncIterator[tuple[ControlClient, str]]:
     await server.close()
 
 
-async def spawn_worker(url: str, tmp_path: Path, shutdown_timeout: float) -> WorkerProcess:
+async def spawn_worker(url: str, tmp_path: Path, shutdown_timeout: float, **extra: str) -> WorkerProcess:
     script = tmp_path / "tiny_worker.py"
     script.write_text(WORKER_SCRIPT)
     env = dict(
@@ -98,7 +98,10 @@ async def spawn_worker(url: str, tmp_path: Path, shutdown_timeout: float) -> Wor
         WORKER_HEALTH_FILE=str(tmp_path / "health.json"),
         PYTHONPATH=str(PROJECT_ROOT),
         PYTHONUNBUFFERED="1",
+        WORKER_RATE_LIMITS="off",
+        REDIS_URL="redis://127.0.0.1:9/0",  # nothing listens there, unless a test gives a real one
     )
+    env.update(extra)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),
@@ -130,15 +133,40 @@ async def test_signal_mid_task_lets_it_finish_reports_it_and_exits_0(
     assert done["status"] == "success", done
     assert done["data"] == dict(released=True)
     assert (await control.show(late_id))["status"] == "queued"
-    assert not list((tmp_path / "spool").glob("*.json"))
+    assert not list((tmp_path / "spool").glob("*.result.json"))
+    assert not list((tmp_path / "spool").glob("*.task.json"))
     assert not (tmp_path / "health.json").exists()
 
 
-async def test_task_outliving_the_shutdown_timeout_is_reported_for_redispatch(
+async def test_task_outliving_the_shutdown_timeout_is_run_again_by_the_next_process(
     mock: tuple[ControlClient, str], tmp_path: Path
 ) -> None:
     control, url = mock
-    worker = await spawn_worker(url, tmp_path, shutdown_timeout=0.2)
+    release = tmp_path / "release"
+    first = await spawn_worker(url, tmp_path, shutdown_timeout=0.2)
+    task_id = await control.submit("wait_for_file", dict(path=str(release)))
+    await first.wait_for_line("STARTED")
+    first.signal(signal.SIGTERM)
+    assert await first.exit_code() == 0, "\n".join(first.lines)
+    assert any("kept for the next process" in line for line in first.lines), "\n".join(first.lines)
+    assert (await control.show(task_id))["status"] == "running"  # nothing reported: no retry spent
+    assert len(list((tmp_path / "spool").glob("*.task.json"))) == 1
+
+    release.touch()
+    second = await spawn_worker(url, tmp_path, shutdown_timeout=5)
+    done = await control.finished(task_id)
+    second.signal(signal.SIGTERM)
+    assert await second.exit_code() == 0, "\n".join(second.lines)
+    assert done["status"] == "success", done
+    assert [a["task_id"] for a in done["attempts"]] == [task_id]  # the same attempt, finished
+    assert not list((tmp_path / "spool").glob("*.task.json"))
+
+
+async def test_without_the_orchestrators_dispatch_index_the_task_is_reported_for_redispatch(
+    mock: tuple[ControlClient, str], tmp_path: Path, redis_url: str
+) -> None:
+    control, url = mock  # the mock keeps no dispatch index in Redis: it re-queues a reported task itself
+    worker = await spawn_worker(url, tmp_path, shutdown_timeout=0.2, REDIS_URL=redis_url)
     task_id = await control.submit("forever", dict())
     await worker.wait_for_line("STARTED")
     worker.signal(signal.SIGTERM)
@@ -162,7 +190,7 @@ async def test_second_signal_stops_at_once_and_keeps_the_result_in_the_spool_or_
     worker.signal(signal.SIGTERM)
     assert await worker.exit_code() == 0, "\n".join(worker.lines)
     assert any("second stop signal" in line for line in worker.lines)
-    spooled = list((tmp_path / "spool").glob("*.json"))
+    spooled = list((tmp_path / "spool").glob("*.task.json"))
     attempts = (await control.show(task_id))["attempts"]
     reported = attempts[0]["error"] is not None
     assert reported or len(spooled) == 1  # nothing is lost either way
