@@ -20,7 +20,7 @@ venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
-bench: venv  ## benchmarks: bake, measure vs the mock and the real orchestrator, write docs/benchmarks.{json,md}
+bench: venv  ## benchmarks: bake, measure vs the mock and the real orchestrator, write docs/benchmarks.{json,md,svg}
 	$(BIN)/python -m bench
 
 bake: venv  ## generate the default project into ./inventory-worker (overwriting it)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,10 +157,19 @@ class RunningWorker:
     worker_id: str
     log: Path
     alive: Callable[[], bool]
+    proc: subprocess.Popen[bytes] | None = None
 
     def tail(self) -> str:
         """The end of its log, for failure messages."""
         return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:
+        """Send `signum` and wait for the exit; returns the exit code and the seconds it took."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(signum)
+        code = self.proc.wait(timeout=timeout)
+        return code, time.monotonic() - started
 
 
 @contextmanager
@@ -168,6 +180,9 @@ def baked_worker(
     *,
     script: Path | None = None,
     env: dict[str, str] | None = None,
+    stays_up: bool = True,
+    log_name: str | None = None,
+    wait_registered: bool = True,
 ) -> Iterator[RunningWorker]:
     """Run my_worker.py (or a scenario script importing it) of a baked project until registered and idle."""
     environment = {
@@ -183,10 +198,10 @@ def baked_worker(
         "WORKER_RATE_LIMITS": orchestrator.worker_rate_limits,
         **(env or {}),
     }
-    log = project.parent / f"{worker_id}.log"
+    log = project.parent / (log_name or f"{worker_id}.log")
     args = [sys.executable, str(script or project / "my_worker.py")]
     with logged_process(args, environment, log, project) as proc:
-        worker = RunningWorker(worker_id, log, lambda: proc.poll() is None)
+        worker = RunningWorker(worker_id, log, lambda: proc.poll() is None, proc)
 
         def idle() -> bool:
             if not worker.alive():
@@ -194,7 +209,9 @@ def baked_worker(
             record = orchestrator.workers().get(worker_id)
             return record is not None and record.get("status", "idle") == "idle"
 
-        wait_for(idle, 30, f"worker {worker_id} to register")
+        if wait_registered:
+            wait_for(idle, 60, f"worker {worker_id} to register")
         assert worker.alive(), worker.tail()
         yield worker
-        assert worker.alive(), f"worker {worker_id} died:\n{worker.tail()}"
+        if stays_up:
+            assert worker.alive(), f"worker {worker_id} died:\n{worker.tail()}"

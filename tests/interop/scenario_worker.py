@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,23 @@ async def wait_for_cancel(params: dict[str, Any], **kwargs: Any) -> dict[str, An
         raise
     _record(state_file, "not_cancelled", task_id=task_id)
     return {"status": "success", "data": {"cancelled": False}}
+
+
+@worker.task("sleep_for")
+async def sleep_for(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Take `seconds`, then say which worker (process) did it."""
+    await asyncio.sleep(float(params.get("seconds", 0)))
+    return {"status": "success", "data": {"done_by": os.environ["WORKER_ID"], "pid": os.getpid()}}
+
+
+@worker.task("hold_until_released")
+async def hold_until_released(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Record the attempt, then run until the file `release` exists (a task a stop interrupts)."""
+    _record(params["state_file"], "started", task_id=kwargs.get("task_id"), pid=os.getpid())
+    release = Path(params["release"])
+    while not release.exists():
+        await asyncio.sleep(0.05)
+    return {"status": "success", "data": {"done_by": os.environ["WORKER_ID"], "pid": os.getpid()}}
 
 
 if __name__ == "__main__":

@@ -59,7 +59,9 @@ class Handover:
         with contextlib.suppress(OSError, ValueError):
             left = read_liveness(liveness_file)  # a clean stop removes it: this one outlived its process
             if left.get("worker_id") == self._worker_id:
-                candidates.append(float(left["updated"]) + heartbeat_interval + poll_hold + MARGIN)
+                hold = left.get("poll_hold")
+                hold = float(hold) if isinstance(hold, int | float) and hold > 0 else poll_hold
+                candidates.append(float(left["updated"]) + heartbeat_interval + hold + MARGIN)
         latest = max(candidates, default=None)
         return latest if latest is not None and latest > self._clock() else None
 

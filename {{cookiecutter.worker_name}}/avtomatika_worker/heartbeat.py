@@ -6,9 +6,14 @@ which it finds none ("No suitable workers"), whereas a job dispatched to an idle
 worker's queue until a slot frees or another worker steals it (storage/redis.py, dequeue_task_for_worker).
 So `busy` would lose jobs and `idle` queues them.
 
+The dispatcher picks the idle worker whose last heartbeat is oldest (its index is scored with the expiry),
+and a worker blocked in a long poll on its own empty queue steals nothing until the poll ends. So a worker
+that receives a task is `nudge`d into a heartbeat (at most one per MIN_NUDGE_GAP): it moves to the back of
+the line and the next dispatches wake the other workers, which then share the backlog by stealing.
+
 Whether the orchestrator still knows this worker shows only in the reply to an *empty* heartbeat (JSON
-null when forgotten; a signed one is answered "ok" either way), so every PROBE_EVERY-th heartbeat, and the
-first after a long silence, is preceded by such a probe. Both count against the heartbeat rate limit.
+null when forgotten; a signed one is answered "ok" either way), so a heartbeat is preceded by such a probe
+once every PROBE_INTERVAL seconds. Both count against the heartbeat rate limit.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from .transport import URGENT_REQUEST_TIMEOUT, OrchestratorClient
 
 logger = logging.getLogger(__name__)
 
-PROBE_EVERY = 4
-PROBE_AFTER = 45.0  # seconds without an acknowledged heartbeat
+PROBE_INTERVAL = 60.0
+MIN_NUDGE_GAP = 1.0
 
 
 class Heartbeater:
@@ -50,13 +55,19 @@ class Heartbeater:
         self._clock = clock
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()
-        self._beats = 0
-        self._last_ack = -float("inf")
+        self._last_probe = -float("inf")
+        self._last_sent = -float("inf")
         self._probe_next = True
+        self._nudged = False
 
     def wake(self) -> None:
         """Ask for a heartbeat (with a probe) now, e.g. because the orchestrator just came back."""
         self._probe_next = True
+        self._wake.set()
+
+    def nudge(self) -> None:
+        """Ask for a heartbeat soon (a task arrived): this worker goes to the back of the dispatch line."""
+        self._nudged = True
         self._wake.set()
 
     async def beat(self, *, urgent: bool = False) -> bool:
@@ -86,18 +97,16 @@ class Heartbeater:
             self._sending.release()
 
     async def _send(self, urgent: bool) -> bool:
-        probe = not urgent and (
-            self._probe_next or self._beats % PROBE_EVERY == 0 or self._clock() - self._last_ack > PROBE_AFTER
-        )
+        probe = not urgent and (self._probe_next or self._clock() - self._last_probe >= PROBE_INTERVAL)
         if probe:
             self._probe_next = False
+            self._last_probe = self._clock()
             if await self._client.heartbeat(None) is None:
                 logger.warning("the orchestrator no longer knows this worker; registering again")
                 await self._register()
         # The message is built when the request goes out, so its status is never stale.
+        self._last_sent = self._clock()
         reply = await self._client.heartbeat(self._message, urgent=urgent)
-        self._beats += 1
-        self._last_ack = self._clock()
         if reply is None:
             logger.warning("the orchestrator answered the heartbeat with null; registering again")
             await self._register()
@@ -120,7 +129,10 @@ class Heartbeater:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
+                if self._nudged and not self._probe_next:  # debounce: short tasks must not flood
+                    await asyncio.sleep(max(0.0, self._last_sent + MIN_NUDGE_GAP - self._clock()))
             self._wake.clear()
+            self._nudged = False
             try:
                 await self.beat()
             except RegistrationError as exc:

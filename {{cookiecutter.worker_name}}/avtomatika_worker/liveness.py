@@ -72,6 +72,8 @@ class LivenessFile:
         self._written: tuple[str, float] | None = None
         self._write_failed = False
         self._timer: asyncio.TimerHandle | None = None
+        # More fields for the file (e.g. the orchestrator's poll hold, for a successor: handover.py).
+        self.details: Callable[[], dict[str, Any]] | None = None
 
     def observe(self, reachable: bool) -> None:
         """Record the outcome of one orchestrator exchange (the transport's observer)."""
@@ -119,7 +121,10 @@ class LivenessFile:
             last_status, last_time = self._written
             if last_status == status and now - last_time < MIN_REWRITE_SECONDS:
                 return
-        body = orjson.dumps({"status": status, "updated": now, "worker_id": self._worker_id})
+        content = {"status": status, "updated": now, "worker_id": self._worker_id}
+        if self.details is not None:
+            content.update(self.details())
+        body = orjson.dumps(content)
         try:
             write_atomically(self._path, body)
         except OSError as exc:

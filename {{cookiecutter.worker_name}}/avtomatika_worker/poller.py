@@ -37,6 +37,7 @@ class Poller:
         *,
         secret: str | None = None,
         refuse: Refuse | None = None,
+        on_task: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self._slots = slots
@@ -45,6 +46,7 @@ class Poller:
         self._on_recovered = on_recovered
         self._secret = secret
         self._refuse = refuse
+        self._on_task = on_task
         self._streak = Streak()
         self._bad_replies = 0
         self._stopping = False
@@ -68,6 +70,8 @@ class Poller:
                 raise
             if task is None or not self._spawn(task):
                 self._slots.release()
+            elif self._on_task is not None:
+                self._on_task()
 
     async def _poll_once(self) -> dict[str, Any] | None:
         self.open_since = time.time()

@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 SendResult = Callable[..., Any]  # async (message, *, urgent=False) -> reply
 CanSend = Callable[[], bool]  # whether a result may go out now (the rate-limit window has room)
 _SUFFIX = ".result.json"
+STEAL_RACE = (
+    "; this worker took the task from another worker's queue just before the orchestrator recorded that"
+    " worker as its owner (avtomatika 1.0b30), so the job is retried when its deadline passes"
+)
 _sequence = itertools.count()
 
 
@@ -240,11 +244,15 @@ class ResultSender:
         if isinstance(reply, dict) and reply.get("status") == RESULT_ACCEPTED:
             logger.info("result %s accepted (%s)", status, reply.get("transition", "no transition"))
         elif isinstance(reply, dict) and reply.get("status") == RESULT_IGNORED:
+            # 1.0b30 records the dispatcher's choice after queueing the task: a worker that stole it in
+            # between is refused, and the job waits for its deadline (docs/orchestrator-behaviours.md).
+            why = STEAL_RACE if reply.get("reason") == "worker_mismatch" else ""
             logger.warning(
-                "result %s ignored by the orchestrator: %s (%s)",
+                "result %s ignored by the orchestrator: %s (%s)%s",
                 status,
                 reply.get("reason"),
                 reply.get("message", ""),
+                why,
             )
         else:
             logger.warning("unexpected reply to the result %s: %.300r", status, reply)

@@ -27,7 +27,7 @@ from .ratelimit import EVENT
 from .results import ResultSender
 from .tasks import Refusal
 from .transport import OrchestratorClient
-from .typing import CANCELLED, PERMANENT_ERROR, PROGRESS_EVENT, TRANSIENT_ERROR
+from .typing import CANCELLED, PROGRESS_EVENT, TRANSIENT_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +142,14 @@ class TaskRunner:
         task_type = task["type"]
         handler = self._handlers.get(task_type)
         if handler is None:
+            # 1.0b30's work stealing pops another worker's queue whatever the task type: a retryable
+            # failure lets the orchestrator re-dispatch it to a worker that has the skill.
             known = ", ".join(self._handlers) or "none"
-            outcome = failure(PERMANENT_ERROR, f"no handler for task type {task_type!r} (known: {known})")
-            logger.error("%s", outcome.error)
-            return outcome
+            message = (
+                f"no handler for task type {task_type!r} (known: {known}); handed back for another worker"
+            )
+            logger.error("%s", message)
+            return failure(TRANSIENT_ERROR, message)
         logger.info("task %r started", task_type)
         progress = self._progress_sender(job_id, task_id)
         handler_run = asyncio.create_task(execute(handler, task, progress), name=f"handler-{task_id}")

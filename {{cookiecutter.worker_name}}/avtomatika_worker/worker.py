@@ -127,6 +127,7 @@ class Worker:
         handover = self._handover = Handover(config.spool_path, config.worker_id)
         liveness = LivenessFile(config.health_path, config.worker_id, 2 * config.heartbeat_interval)
         watch = ReplyWatch(on_stall=liveness.trouble)
+        liveness.details = lambda: {"poll_hold": watch.poll_hold}
         predecessor_poll = handover.predecessor_poll(
             config.health_path, config.heartbeat_interval, watch.poll_hold
         )
@@ -167,7 +168,7 @@ class Worker:
         await self._cancellations.start(client.ws_connect if config.enable_websockets else None)
         poller = self._poller = Poller(
             client, slots, runner.spawn, self._backoff, heartbeater.wake,
-            secret=config.orchestrator_secret_key, refuse=runner.refuse,
+            secret=config.orchestrator_secret_key, refuse=runner.refuse, on_task=heartbeater.nudge,
         )  # fmt: skip
         self._watch("heartbeat", heartbeater.run())
         self._watch("poll", poller.run())
@@ -187,15 +188,15 @@ class Worker:
                 wait,
             )
             return
+        self._draining = True
+        if self._heartbeater is not None:
+            await self._heartbeater.beat(urgent=True)  # the record may still say `idle`
         logger.warning(
             "a previous process with worker id %s may still have a task poll open on the orchestrator for "
             "%.0f s; other idle workers take the tasks until then, so that none is handed to it and lost",
             self.config.worker_id,
             wait,
         )
-        self._draining = True
-        if self._heartbeater is not None:
-            await self._heartbeater.beat(urgent=True)  # the record may still say `idle`
         await self._sleep(wait)
         self._draining = False
 
