@@ -136,3 +136,10 @@ def read_env_file(path: Path) -> dict[str, str]:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     return values
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template baked with its default answers, once per test module."""
+    root = tmp_path_factory.mktemp("bake-default")
+    return bake_in(make_sandbox(root / "sandbox"), root / "out")

@@ -16,7 +16,6 @@ from typing import Self
 
 import pytest
 
-from conftest import bake_in, make_sandbox
 from interop.real import (
     SCENARIO_WORKER,
     TERMINAL,
@@ -41,12 +40,6 @@ SCALED_LIMITS = {
 }
 WORKER_ENV = {"WORKER_HEARTBEAT_INTERVAL": "1"}
 REFUSED = re.compile(r'"[A-Z]+ /_worker/\S+ HTTP/1\.1" 429 ')
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("soak-bake")
-    return bake_in(make_sandbox(root / "sandbox"), root / "out")
 
 
 @pytest.fixture

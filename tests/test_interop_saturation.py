@@ -17,19 +17,12 @@ from typing import Any
 
 import pytest
 
-from conftest import bake_in, make_sandbox
 from interop.real import SCENARIO_WORKER, TERMINAL, RealOrchestrator, baked_worker, real_orchestrator
 from processes import wait_for
 
 pytestmark = pytest.mark.interop
 
 LONG_JOB = {"result_timeout": 600}  # jobs wait in a worker's queue; see test_interop.py for why
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("saturation-bake")
-    return bake_in(make_sandbox(root / "sandbox"), root / "out")
 
 
 @pytest.fixture

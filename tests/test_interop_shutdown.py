@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from conftest import bake_in, make_sandbox
 from interop.real import SCENARIO_WORKER, TERMINAL, RealOrchestrator, baked_worker, real_orchestrator
 from processes import wait_for
 
@@ -32,12 +31,6 @@ WORKER_ENV = {"WORKER_SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT), "WORKER_HEARTBEA
 LONG_JOB = {
     "result_timeout": 300
 }  # without it 1.0b30's watcher re-dispatches running tasks (test_interop.py)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shutdown-bake")
-    return bake_in(make_sandbox(root / "sandbox"), root / "out")
 
 
 @pytest.fixture

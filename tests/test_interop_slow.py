@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bake_in, make_sandbox
 from interop.real import SCENARIO_WORKER, RealOrchestrator, baked_worker, real_orchestrator
 from interop.stall_proxy import stall_proxy
 from processes import wait_for
@@ -27,9 +26,8 @@ def orchestrator(tmp_path: Path) -> Iterator[RealOrchestrator]:
 
 
 def test_a_stalled_orchestrator_is_named_in_the_log_and_turns_liveness_unreachable(
-    orchestrator: RealOrchestrator, tmp_path: Path
+    orchestrator: RealOrchestrator, project: Path
 ) -> None:
-    project = bake_in(make_sandbox(tmp_path / "sandbox"), tmp_path / "out")
     with stall_proxy(orchestrator.base_url) as proxy:
         slow = RealOrchestrator(
             proxy.url, orchestrator.redis_url, orchestrator.log, orchestrator.worker_rate_limits

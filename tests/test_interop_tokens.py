@@ -8,7 +8,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import bake_in, make_sandbox
 from interop.real import WORKER_TOKEN, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
 from interop.wire import WireClient
 
@@ -23,12 +22,6 @@ def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrche
     workers_toml = f'[{WORKER_ID}]\ntoken = "{INDIVIDUAL_TOKEN}"\n'
     with real_orchestrator(tmp_path_factory.mktemp("orchestrator-tokens"), workers_toml=workers_toml) as orch:
         yield orch
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("interop-tokens-bake")
-    return bake_in(make_sandbox(root / "sandbox"), root / "out")
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,14 @@ STALE = (
         "message": "Result ignored: task_id {previous_task_id} is no longer active for job {job_id}.",
     },
 )
+JOB_NOT_FOUND = (
+    200,
+    {
+        "status": "ignored",
+        "reason": "job_not_found",
+        "message": f"Job {UNKNOWN_JOB} not found (expired or deleted).",
+    },
+)
 ITEMS = {"items": ["apple", "pear"]}
 WORK = [S("register", REGISTERED), S("create", params=ITEMS), S("poll", "task")]
 
@@ -135,14 +143,7 @@ SCENARIOS: dict[str, list[Step]] = {
         S("register", REGISTERED),
         S(
             "result",
-            (
-                200,
-                {
-                    "status": "ignored",
-                    "reason": "job_not_found",
-                    "message": f"Job {UNKNOWN_JOB} not found (expired or deleted).",
-                },
-            ),
+            JOB_NOT_FOUND,
             job_id=UNKNOWN_JOB,
         ),
     ],
@@ -330,14 +331,7 @@ RATE_LIMITED_SCENARIOS: dict[str, list[Step]] = {
         *limit_of(
             S(
                 "result",
-                (
-                    200,
-                    {
-                        "status": "ignored",
-                        "reason": "job_not_found",
-                        "message": f"Job {UNKNOWN_JOB} not found (expired or deleted).",
-                    },
-                ),
+                JOB_NOT_FOUND,
                 job_id=UNKNOWN_JOB,
             )
         ),

@@ -55,9 +55,9 @@ class Heartbeater:
         self._clock = clock
         self._wake = asyncio.Event()
         self._sending = asyncio.Lock()
-        self._last_probe = -float("inf")
+        self._last_probe = clock()  # the worker has just registered: no probe needed yet
         self._last_sent = -float("inf")
-        self._probe_next = True
+        self._probe_next = False
         self._nudged = False
 
     def wake(self) -> None:

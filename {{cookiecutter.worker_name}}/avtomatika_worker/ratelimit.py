@@ -32,7 +32,8 @@ KINDS = (POLL, HEARTBEAT, REGISTER, RESULT, EVENT, WEBSOCKET)
 # The window resets this long after the last request of a type ends (the orchestrator's key expires one
 # period after that request reached it, which is earlier): only clock-rate differences need covering.
 MARGIN = 0.5
-# Requests kept back from routine traffic for the ones a stop needs (draining, hand-back results).
+# Requests kept back from routine traffic for the ones a stop needs (draining, hand-back results): up to
+# this many, and never more than a quarter of the limit.
 _RESERVE = {HEARTBEAT: 3, RESULT: 3}
 
 Clock = Callable[[], float]
@@ -227,7 +228,8 @@ class RateBudget:
     # ---- internals -------------------------------------------------------------------------------
 
     def _budget(self, window: _Window, urgent: bool) -> int:
-        return window.limit - (0 if urgent else _RESERVE.get(window.kind, 0))
+        reserve = 0 if urgent else min(_RESERVE.get(window.kind, 0), window.limit // 4)
+        return window.limit - reserve
 
     def _admits(self, window: _Window, now: float, urgent: bool) -> bool:
         if now < window.blocked_until:

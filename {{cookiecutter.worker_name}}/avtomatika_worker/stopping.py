@@ -61,10 +61,10 @@ class Stopping:
         """Steps 1-4 (module docstring); `deadline` is loop time."""
         self.poller.stop()
         view = await self._peek(self.skills)
-        alone = view is not None and view.indexed and not view.skills
+        alone = view is not None and view.indexed and not set(self.skills) <= view.skills
         if alone:
             logger.info(
-                "no other idle worker has these skills: staying idle while stopping, so jobs queue here"
+                "no other idle worker has all these skills: staying idle while stopping, so jobs queue here"
             )
             await self._wait_for_poll(deadline)
         else:

@@ -180,7 +180,7 @@ class Worker:
         the orchestrator after its timeout)."""
         wait = until - time.time()
         view = await self._peek(self.skills)
-        if view is None or not view.skills:
+        if view is None or not set(self.skills) <= view.skills:
             logger.warning(
                 "a previous process with worker id %s may still have a task poll open on the orchestrator "
                 "for %.0f s; a task handed to it before then is re-dispatched after the job's timeout",

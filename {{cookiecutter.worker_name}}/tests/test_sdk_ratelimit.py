@@ -92,13 +92,21 @@ async def test_a_429_silences_that_type_for_a_period_or_retry_after_whichever_is
 
 async def test_urgent_requests_may_use_the_reserve_routine_ones_may_not() -> None:
     clock = Clock()
-    b = budget(clock, heartbeat=5, period=10.0)
-    for _ in range(2):  # the reserve for heartbeats is 3 of 5
+    b = budget(clock, heartbeat=12, period=10.0)
+    for _ in range(9):  # the reserve for heartbeats is 3 (at most a quarter of the limit)
         await send(b, clock, HEARTBEAT)
     assert b.delay(HEARTBEAT) > 0
     assert b.delay(HEARTBEAT, urgent=True) == 0
     for _ in range(3):
         await send(b, clock, HEARTBEAT, urgent=True)
+    assert b.delay(HEARTBEAT, urgent=True) > 0
+
+
+async def test_a_small_limit_keeps_most_of_its_budget_for_routine_requests() -> None:
+    clock = Clock()
+    b = budget(clock, heartbeat=3, period=10.0)
+    for _ in range(3):  # a quarter of 3 is 0: nothing kept back
+        await send(b, clock, HEARTBEAT)
     assert b.delay(HEARTBEAT, urgent=True) > 0
 
 

@@ -159,7 +159,7 @@ async def test_registers_signed_with_skills_then_heartbeats_idle(fake: tuple[Fak
     assert body["available_skills"] == ["check_inventory"]
     assert isinstance(body["timestamp"], int)
     assert body["security"]["signer_id"] == WORKER_ID
-    heartbeat = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")[1]
+    heartbeat = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")[0]  # no probe right after registering
     assert heartbeat["status"] == "idle"
     assert heartbeat["current_tasks"] == []
     assert heartbeat["capabilities"] == dict(websockets=True)
@@ -171,11 +171,13 @@ async def test_empty_heartbeat_answered_null_triggers_reregistration(
 ) -> None:
     orchestrator, url = fake
     orchestrator.ttl_replies.append((200, None))  # what 1.0b30 answers once the record has expired
-    async with make_worker(url):
-        assert len(orchestrator.bodies("POST", "/workers/register")) == 2
+    async with make_worker(url) as worker:
+        assert worker._heartbeater is not None
+        worker._heartbeater.wake()  # as after an outage: the next heartbeat starts with a probe
+        await eventually(lambda: len(orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")) == 3)
+        assert len(orchestrator.bodies("POST", "/workers/register")) == 2  # the probe said: forgotten
         patches = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")
-        assert patches[0] is None  # the unsigned, empty-body liveness probe
-        assert [p["status"] for p in patches[1:]] == ["idle"]
+        assert [p if p is None else p["status"] for p in patches] == ["idle", None, "idle"]
 
 
 async def test_null_reply_to_a_signed_heartbeat_also_triggers_reregistration(
