@@ -32,6 +32,11 @@ KINDS = (POLL, HEARTBEAT, REGISTER, RESULT, EVENT, WEBSOCKET)
 # The window resets this long after the last request of a type ends (the orchestrator's key expires one
 # period after that request reached it, which is earlier): only clock-rate differences need covering.
 MARGIN = 0.5
+# Each poll brings at most one result, a few ms later, so the result window would open a few ms after the
+# poll window and never reset (it only resets after a period of silence): a poll that opens a new window
+# waits for the result window to reset too, when that is at most ALIGN_WAIT away.
+FEEDS = {POLL: RESULT}
+ALIGN_WAIT = 5.0
 # Requests kept back from routine traffic for the ones a stop needs (draining, hand-back results): up to
 # this many, and never more than a quarter of the limit.
 _RESERVE = {HEARTBEAT: 3, RESULT: 3}
@@ -149,7 +154,11 @@ class RateBudget:
             now = self._clock()
             self._expire(window, now)
             if self._admits(window, now, urgent):
-                return
+                align = self._align_wait(window, now)
+                if align <= 0:
+                    return
+                await self._sleep(align)
+                continue
             if window.in_flight:
                 await window.idle.wait()
                 continue
@@ -230,6 +239,17 @@ class RateBudget:
     def _budget(self, window: _Window, urgent: bool) -> int:
         reserve = 0 if urgent else min(_RESERVE.get(window.kind, 0), window.limit // 4)
         return window.limit - reserve
+
+    def _align_wait(self, window: _Window, now: float) -> float:
+        """How long a request opening a new window waits for the window it feeds to reset (0: not at all)."""
+        fed = self._windows.get(FEEDS.get(window.kind, ""))
+        if fed is None or window.count or window.in_flight or not self.limits.enabled:
+            return 0.0
+        self._expire(fed, now)
+        if not fed.count or fed.in_flight:
+            return 0.0
+        wait = self._reset_at(fed) - now
+        return wait if 0 < wait <= ALIGN_WAIT else 0.0
 
     def _admits(self, window: _Window, now: float, urgent: bool) -> bool:
         if now < window.blocked_until:

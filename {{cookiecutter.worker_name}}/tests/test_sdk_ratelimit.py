@@ -52,6 +52,18 @@ async def test_a_steady_poller_pauses_one_period_before_the_limit_and_is_never_r
     assert b.stats()[POLL] == dict(count=2, pauses=2, refusals=0)
 
 
+async def test_poll_and_result_windows_stay_aligned_so_results_never_pause() -> None:
+    clock = Clock()
+    b = budget(clock, poll=60, other=100, period=60.0)
+    for _ in range(5 * 60):  # five windows of polls; each poll's result goes out after it, and takes longer
+        await send(b, clock, POLL, took=0.001)
+        clock.now += 0.005
+        await send(b, clock, RESULT, took=0.05)
+        assert b.stats()[RESULT]["count"] <= 60  # without alignment: 60, then 97, then a result pause
+    assert b.stats()[RESULT]["pauses"] == 0
+    assert b.stats()[POLL]["pauses"] == 4
+
+
 async def test_a_quiet_period_resets_the_window_without_any_pause() -> None:
     clock = Clock()
     b = budget(clock, poll=3, period=10.0)
