@@ -228,6 +228,7 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
             "(`bench/bare_loop.py`) only polls and posts signed results: it bounds what any SDK can get."
         ),
         *_rate_lines(doc.get("ratelimit")),
+        *(f"- note: {note}" for note in env.get("notes", [])),
         "",
         *([f"![Benchmark chart: medians with min-max whiskers]({chart})", ""] if chart else []),
         "| metric | median (min-max) | target | |",
