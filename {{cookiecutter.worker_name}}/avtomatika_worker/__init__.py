@@ -17,6 +17,7 @@ from .errors import (
     WorkerError,
 )
 from .retry import Backoff
+from .wiring import Wiring
 from .worker import Worker
 
 __version__ = "0.2.0"
@@ -33,6 +34,7 @@ __all__ = [
     "TaskFailure",
     "TransientError",
     "TransportError",
+    "Wiring",
     "Worker",
     "WorkerConfig",
     "WorkerError",

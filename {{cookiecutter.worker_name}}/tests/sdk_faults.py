@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from avtomatika_worker import Backoff, Worker, WorkerConfig
+from avtomatika_worker import Backoff, Wiring, Worker, WorkerConfig
 from avtomatika_worker.ratelimit import RateLimits
 from mock_orchestrator import MockSettings, create_app
 
@@ -64,11 +64,10 @@ def worker_config(url: str, tmp_path: Path, **overrides: Any) -> WorkerConfig:
     return WorkerConfig(**settings)
 
 
-def make_worker(url: str, tmp_path: Path, **overrides: Any) -> Worker:
-    """A worker with one `check_inventory` skill and a fast backoff."""
-    worker = Worker(
-        "inventory-checker", config=worker_config(url, tmp_path, **overrides), backoff=FAST_BACKOFF
-    )
+def make_worker(url: str, tmp_path: Path, wiring: Wiring | None = None, **overrides: Any) -> Worker:
+    """A worker with one `check_inventory` skill and a fast backoff (config `overrides`)."""
+    config = worker_config(url, tmp_path, **overrides)
+    worker = Worker("inventory-checker", config=config, wiring=wiring or Wiring(backoff=FAST_BACKOFF))
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any]) -> dict[str, Any]:

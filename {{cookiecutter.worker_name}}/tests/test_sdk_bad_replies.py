@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sdk_faults import WORKER_ID, worker_config
 
-from avtomatika_worker import Backoff, Worker
+from avtomatika_worker import Backoff, Wiring, Worker
 from avtomatika_worker.liveness import LivenessFile, read_liveness
 from avtomatika_worker.stalls import ReplyWatch
 from avtomatika_worker.transport import OrchestratorClient
@@ -97,7 +97,7 @@ async def test_a_stream_of_bad_replies_is_backed_off_once_each_reported_and_logg
         delays.append(seconds)
 
     backoff = Backoff(base=0.5, cap=5.0, uniform=lambda low, high: high, sleep=no_wait)
-    worker = Worker("inventory-checker", config=worker_config(url, tmp_path), backoff=backoff)
+    worker = Worker("inventory-checker", config=worker_config(url, tmp_path), wiring=Wiring(backoff=backoff))
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from sdk_faults import (
     worker_config,
 )
 
-from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Worker, health
+from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Wiring, Worker, health
 from avtomatika_worker.ratelimit import RateLimits
 
 Stack = tuple[ControlClient, FaultProxy, str]  # control client, proxy, URL the worker uses
@@ -72,8 +72,8 @@ async def test_worker_started_before_the_orchestrator_registers_once_it_comes_up
             failures.set()
         await asyncio.sleep(seconds)
 
-    worker = make_worker(f"http://127.0.0.1:{port}", tmp_path)
-    worker._backoff = Backoff(base=0.01, cap=0.05, sleep=counting_sleep)
+    wiring = Wiring(backoff=Backoff(base=0.01, cap=0.05, sleep=counting_sleep))
+    worker = make_worker(f"http://127.0.0.1:{port}", tmp_path, wiring=wiring)
     starting = asyncio.create_task(worker.start())
     try:
         await asyncio.wait_for(failures.wait(), 10)  # it has tried and failed to register 3 times

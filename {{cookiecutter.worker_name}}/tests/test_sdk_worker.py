@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from avtomatika_worker import Backoff, RegistrationError, Worker, WorkerConfig
+from avtomatika_worker import Backoff, RegistrationError, Wiring, Worker, WorkerConfig
 from avtomatika_worker.ratelimit import RateLimits
 from avtomatika_worker.signing import sign
 
@@ -49,6 +49,7 @@ class FakeOrchestrator:
     tasks: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     results: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     bad_signatures: int = 0
+    failing_polls: int = 0  # answer this many polls with 503 first (an outage)
     gzip_tasks: bool = False
     gzip_sent: int = 0
 
@@ -78,6 +79,9 @@ class FakeOrchestrator:
 
     async def next_task(self, request: web.Request) -> web.Response:
         await self._record(request)
+        if self.failing_polls > 0:
+            self.failing_polls -= 1
+            return web.json_response(dict(error="down"), status=503)
         try:
             task = await asyncio.wait_for(self.tasks.get(), self.poll_hold)
         except TimeoutError:
@@ -130,7 +134,9 @@ def make_worker(url: str, backoff: Backoff | None = None, **overrides: Any) -> W
     )
     settings.update(overrides)
     config = WorkerConfig(**settings)
-    worker = Worker(worker_type="inventory-checker", config=config, backoff=backoff)
+    worker = Worker(
+        worker_type="inventory-checker", config=config, wiring=Wiring(backoff=backoff or Backoff())
+    )
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -171,9 +177,9 @@ async def test_empty_heartbeat_answered_null_triggers_reregistration(
 ) -> None:
     orchestrator, url = fake
     orchestrator.ttl_replies.append((200, None))  # what 1.0b30 answers once the record has expired
-    async with make_worker(url) as worker:
-        assert worker._heartbeater is not None
-        worker._heartbeater.wake()  # as after an outage: the next heartbeat starts with a probe
+    orchestrator.failing_polls = 1  # an outage: once it ends, the next heartbeat starts with a probe
+    orchestrator.poll_hold = 0.05
+    async with make_worker(url, backoff=Backoff(base=0.01, cap=0.01)):
         await eventually(lambda: len(orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")) == 3)
         assert len(orchestrator.bodies("POST", "/workers/register")) == 2  # the probe said: forgotten
         patches = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")
@@ -279,7 +285,7 @@ async def test_client_poll_timeout_counts_as_an_empty_poll(
 
 async def test_runs_up_to_max_concurrent_tasks_at_once(fake: tuple[FakeOrchestrator, str]) -> None:
     orchestrator, url = fake
-    worker = make_worker(url, max_concurrent_tasks=2)
+    worker = make_worker(url, max_concurrent_tasks=2, heartbeat_interval=0.05)
     running: set[str] = set()
     peak = 0
     release = asyncio.Event()
@@ -298,7 +304,7 @@ async def test_runs_up_to_max_concurrent_tasks_at_once(fake: tuple[FakeOrchestra
             await orchestrator.tasks.put(task(n, task_type="slow"))
         await eventually(lambda: len(running) == 2)
         assert orchestrator.tasks.qsize() == 1  # no poll while both slots are taken
-        heartbeat = await worker_heartbeat(worker, orchestrator)
+        heartbeat = await next_heartbeat(orchestrator)
         assert heartbeat["status"] == "idle"  # so that 1.0b30 keeps queueing work here
         assert sorted(heartbeat["current_tasks"]) == ["job-0", "job-1"]
         release.set()
@@ -312,11 +318,11 @@ def reported_statuses(orchestrator: FakeOrchestrator) -> list[str]:
     return [b["status"] for b in orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}") if b]
 
 
-async def worker_heartbeat(worker: Worker, orchestrator: FakeOrchestrator) -> dict[str, Any]:
-    """Trigger one heartbeat now and return the body the orchestrator received."""
-    assert worker._heartbeater is not None
-    await worker._heartbeater.beat()
-    body: dict[str, Any] = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")[-1]
+async def next_heartbeat(orchestrator: FakeOrchestrator) -> dict[str, Any]:
+    """The next signed heartbeat the orchestrator receives (use a short heartbeat_interval)."""
+    seen = len(reported_statuses(orchestrator))
+    await eventually(lambda: len(reported_statuses(orchestrator)) > seen)
+    body: dict[str, Any] = [b for b in orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}") if b][seen]
     return body
 
 
@@ -324,7 +330,7 @@ async def test_same_job_step_redelivered_with_a_new_task_id_runs_twice_and_repor
     fake: tuple[FakeOrchestrator, str],
 ) -> None:
     orchestrator, url = fake
-    worker = make_worker(url, max_concurrent_tasks=2)
+    worker = make_worker(url, max_concurrent_tasks=2, heartbeat_interval=0.05)
     started: list[str] = []
     release = asyncio.Event()
 
@@ -338,7 +344,7 @@ async def test_same_job_step_redelivered_with_a_new_task_id_runs_twice_and_repor
         await orchestrator.tasks.put(dict(job_id="job-7", task_id="task-a", type="slow", params=dict()))
         await orchestrator.tasks.put(dict(job_id="job-7", task_id="task-b", type="slow", params=dict()))
         await eventually(lambda: len(started) == 2)
-        heartbeat = await worker_heartbeat(worker, orchestrator)
+        heartbeat = await next_heartbeat(orchestrator)
         assert heartbeat["current_tasks"] == ["job-7"]
         release.set()
         results = [await asyncio.wait_for(orchestrator.results.get(), 5) for _ in range(2)]
@@ -415,7 +421,7 @@ async def test_heartbeat_reply_cancelling_the_job_reports_cancelled_not_success(
     fake: tuple[FakeOrchestrator, str],
 ) -> None:
     orchestrator, url = fake
-    worker = make_worker(url)
+    worker = make_worker(url, heartbeat_interval=0.05)
     started = asyncio.Event()
 
     @worker.task("slow")
@@ -428,7 +434,7 @@ async def test_heartbeat_reply_cancelling_the_job_reports_cancelled_not_success(
         await orchestrator.tasks.put(task(1, task_type="slow"))
         await asyncio.wait_for(started.wait(), 5)
         orchestrator.heartbeat_replies.append((200, dict(status="ok", cancel_task_ids=["job-1"])))
-        await worker_heartbeat(worker, orchestrator)
+        await next_heartbeat(orchestrator)
         result = await asyncio.wait_for(orchestrator.results.get(), 5)
     assert result["status"] == "cancelled"
     assert "data" not in result and "error" not in result
@@ -438,7 +444,7 @@ async def test_every_slot_taken_still_reports_idle_so_the_orchestrator_queues_wo
     fake: tuple[FakeOrchestrator, str],
 ) -> None:
     orchestrator, url = fake
-    worker = make_worker(url, max_concurrent_tasks=1)
+    worker = make_worker(url, max_concurrent_tasks=1, heartbeat_interval=0.05)
     started, release = asyncio.Event(), asyncio.Event()
 
     @worker.task("slow")
@@ -450,12 +456,13 @@ async def test_every_slot_taken_still_reports_idle_so_the_orchestrator_queues_wo
     async with worker:
         await orchestrator.tasks.put(task(1, task_type="slow"))
         await started.wait()
-        await worker_heartbeat(worker, orchestrator)  # the only slot is taken
+        await next_heartbeat(orchestrator)  # the only slot is taken
         release.set()
         await asyncio.wait_for(orchestrator.results.get(), 5)
     statuses = reported_statuses(orchestrator)
-    assert set(statuses[:-1]) == {"idle"}
-    assert statuses[-1] == "draining"  # the stop
+    stopping = statuses.index("draining")  # the stop
+    assert set(statuses[:stopping]) == {"idle"}
+    assert set(statuses[stopping:]) == {"draining"}
 
 
 async def test_token_never_appears_in_logs(
