@@ -200,3 +200,21 @@ def test_dashboard_asks_for_the_token_when_it_is_missing_or_refused(page: Any, s
     page.reload()  # the token was stored in the browser, so a reload reconnects without asking
     expect(page.locator("#connection")).to_have_text("Live")
     expect(page.locator("#workers tbody")).to_contain_text(WORKER_ID)
+
+
+def test_dashboard_durations_agree_with_the_cli_and_never_show_60(page: Any, stack: Stack) -> None:
+    # The CLI's human_duration (cli_format.py) gives these; tests/test_mock_cli.py checks that side.
+    expected = {
+        0.0004: "0 ms",
+        0.9996: "1.0 s",
+        9.96: "10 s",
+        59.6: "1 min 0 s",
+        299.6: "5 min 0 s",
+        3599.6: "1 h 0 min",
+        7199.6: "2 h 0 min",
+        90061: "25 h 1 min",
+    }
+    page.goto(f"{stack.url}/#token={stack.client_token}")
+    page.wait_for_function("() => window.MockFormat !== undefined")
+    shown = page.evaluate("values => values.map(v => window.MockFormat.duration(v))", list(expected))
+    assert dict(zip(expected, shown, strict=True)) == expected

@@ -1,7 +1,8 @@
 """Task cancellation from every channel the orchestrator uses: Redis flags, WebSocket commands, heartbeats.
 
 The orchestrator sets `orchestrator:task_cancel:{task_id}` in Redis, optionally pushes a WebSocket
-`cancel_task` command, and lists cancelled *job* ids in heartbeat replies (protocol.md sections 5, 7, 10).
+`cancel_task` command, and lists cancelled *job* ids in heartbeat replies (avtomatika engine.py cancel_job,
+services/worker_service.py update_worker_heartbeat).
 """
 
 from __future__ import annotations

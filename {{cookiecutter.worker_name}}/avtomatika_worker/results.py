@@ -34,7 +34,7 @@ import orjson
 from ._logging import task_context
 from .errors import OrchestratorRejectedError, OrchestratorUnavailableError, TransportError
 from .liveness import sync_directory, write_atomically
-from .retry import Backoff
+from .retry import Backoff, level_for
 from .typing import FAILURE, RESULT_ACCEPTED, RESULT_IGNORED
 
 logger = logging.getLogger(__name__)
@@ -210,8 +210,13 @@ class ResultSender:
         while (error := await self._attempt(item)) is not None:
             failures += 1
             delay = self._backoff.delay(failures)
-            log = logger.warning if failures == 1 or failures % 20 == 0 else logger.info
-            log("sending the result failed (%s); retry %d in %.2f s", error, failures, delay)
+            logger.log(
+                level_for(failures),
+                "sending the result failed (%s); retry %d in %.2f s",
+                error,
+                failures,
+                delay,
+            )
             await self._backoff.sleep(delay)
         self._spool.delete(item.path)
 

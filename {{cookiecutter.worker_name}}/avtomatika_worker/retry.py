@@ -47,11 +47,10 @@ class Backoff:
         """A random delay in [0, ceiling(attempt)]."""
         return self.uniform(0.0, self.ceiling(attempt))
 
-    async def wait(self, attempt: int) -> float:
-        """Sleep for `delay(attempt)` seconds and return that delay."""
-        seconds = self.delay(attempt)
-        await self.sleep(seconds)
-        return seconds
+
+def level_for(failures: int) -> int:
+    """The log level of failure number `failures` in a row: WARNING for the 1st and every LOUD_EVERY-th."""
+    return logging.WARNING if failures == 1 or failures % LOUD_EVERY == 0 else logging.DEBUG
 
 
 @dataclass
@@ -63,7 +62,7 @@ class Streak:
     def fail(self) -> int:
         """Count a failure; WARNING for the first in a row and every LOUD_EVERY-th, else DEBUG."""
         self.count += 1
-        return logging.WARNING if self.count == 1 or self.count % LOUD_EVERY == 0 else logging.DEBUG
+        return level_for(self.count)
 
     def recover(self) -> int:
         """The streak ended: return its length and start over."""

@@ -54,14 +54,10 @@ class CommandChannel:
     async def _session(self) -> float:
         """One connection attempt (and its lifetime); returns how long to wait before the next one."""
         try:
-            ws = await self._connect()
+            ws = await self._connect()  # transport.py maps every aiohttp error onto these two
         except OrchestratorRejectedError as exc:
             return self._refused(exc.status, exc.error)
-        except aiohttp.WSServerHandshakeError as exc:
-            if 400 <= exc.status < 500 and exc.status != 429:
-                return self._refused(exc.status, exc.message)
-            return self._failed(exc)
-        except (OrchestratorUnavailableError, aiohttp.ClientError, OSError) as exc:
+        except OrchestratorUnavailableError as exc:
             return self._failed(exc)
         if self._refused_logged or self._unreachable:
             logger.info("the orchestrator accepted the WebSocket again")

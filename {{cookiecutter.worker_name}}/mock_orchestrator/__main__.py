@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
+import socket
 import sys
 
 from aiohttp import web
 
+from .address import dashboard_url
 from .app import create_app
-from .dashboard import dashboard_url
-from .settings import ConfigError, ServerConfig, load_server_config
+from .envfile import environment
+from .settings import ConfigError, MockSettings, ServerConfig, load_server_config
 
-
-def _load_dotenv() -> None:
-    try:
-        from dotenv import find_dotenv, load_dotenv
-    except ImportError:  # python-dotenv is optional here; the real environment is enough
-        return
-    load_dotenv(find_dotenv(usecwd=True), override=False)
+log = logging.getLogger("mock_orchestrator")
 
 
 def _configure_logging(level: str) -> None:
@@ -31,17 +27,36 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
 
 
-def main() -> int:
-    """Entry point; returns the process exit code (2 on a configuration error)."""
-    _load_dotenv()
+def listen(config: ServerConfig) -> socket.socket:
+    """The bound listening socket; a port or address that cannot be used is a ConfigError naming the knob."""
+    variable, port = config.port_variable, config.port
+    other_port = port + 1 if port < 65535 else port - 1
     try:
-        config: ServerConfig = load_server_config(os.environ)
-    except ConfigError as exc:
-        print(f"mock_orchestrator: {exc}", file=sys.stderr)
-        return 2
-    _configure_logging(config.log_level)
-    log = logging.getLogger("mock_orchestrator")
-    settings = config.settings
+        family, kind, proto, _, address = socket.getaddrinfo(
+            config.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"MOCK_HOST={config.host!r} is invalid: {exc.strerror} (e.g. MOCK_HOST=127.0.0.1)"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart must not wait for TIME_WAIT
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {config.host} is already in use (is the mock already running, e.g. in "
+                f"`docker compose up`?): set {variable} to a free port, e.g. {variable}={other_port}"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {config.host}:{port} ({exc.strerror}): set {variable} or MOCK_HOST"
+        ) from None
+    return sock
+
+
+def _log_start(config: ServerConfig, settings: MockSettings) -> None:
     log.info(
         "listening on http://%s:%d (worker API /_worker, control API /api/v1, poll hold %gs)",
         config.host,
@@ -65,16 +80,21 @@ def main() -> int:
         else "off (MOCK_RATE_LIMITS)",
     )
     # Like a notebook server's login link: the token rides in the URL fragment, never sent to the server.
-    public_url = os.environ.get("MOCK_PUBLIC_URL") or f"http://{config.host}:{config.port}"
+    public_url = config.public_url or f"http://{config.host}:{config.port}"
     log.info("dashboard: %s", dashboard_url(public_url, settings.client_token))
-    web.run_app(
-        create_app(config.settings),
-        host=config.host,
-        port=config.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5.0,
-    )
+
+
+def main() -> int:
+    """Entry point; returns the process exit code (2 on a configuration error or an unusable port)."""
+    try:
+        config = load_server_config(environment())
+        sock = listen(config)
+    except ConfigError as exc:
+        print(f"mock_orchestrator: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(config.log_level)
+    _log_start(config, config.settings)
+    web.run_app(create_app(config.settings), sock=sock, print=None, access_log=None, shutdown_timeout=5.0)
     log.info("stopped")
     return 0
 

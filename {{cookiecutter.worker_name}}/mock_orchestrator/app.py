@@ -10,11 +10,13 @@ import orjson
 from aiohttp import web
 
 from .cancel_flags import CancelFlags, FlagStore
-from .control_api import parse_submission, setup_control_routes
+from .control_api import setup_control_routes
 from .dashboard import setup_dashboard_routes
 from .rate_limits import LIMITER_KEY, RateLimiter
+from .responses import error_reply, json_reply
 from .settings import MockSettings
 from .state import STATE_KEY, MockState
+from .submissions import parse_submission
 from .worker_api import PROTOCOL_VERSION, VERSION_HEADER, setup_worker_routes
 from .ws_channel import WEBSOCKET_ROUTE, setup_websocket_route
 
@@ -22,10 +24,6 @@ COMPRESS_MIN_BYTES = 500  # the orchestrator compresses replies of 500 bytes or 
 
 log = logging.getLogger("mock_orchestrator")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, dumps=lambda o: orjson.dumps(o).decode())
 
 
 def _maybe_gzip(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -52,10 +50,10 @@ async def protocol_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         if request.match_info.route.name == WEBSOCKET_ROUTE:
             raise  # rxon's WebSocket handler lets aiohttp render these: plain text, no version header
-        response = _error(exc.status, exc.reason)
-    except Exception as exc:  # a bug in the mock: still answer in the protocol's error format
+        response = error_reply(exc.status, exc.reason)
+    except Exception as exc:  # rxon's listener answers 500 with the exception's text; so does the mock
         log.exception("unexpected error in %s %s", request.method, request.path)
-        response = _error(500, str(exc))
+        response = error_reply(500, str(exc))
     if response.prepared:  # an upgraded WebSocket: its headers are already sent
         return response
     response = _maybe_gzip(request, response)
@@ -65,7 +63,7 @@ async def protocol_middleware(request: web.Request, handler: Handler) -> web.Str
 
 async def public_status(request: web.Request) -> web.StreamResponse:
     """GET /_public/status: unauthenticated health check."""
-    return web.json_response({"status": "ok"})
+    return json_reply({"status": "ok"})
 
 
 async def _queue_demo_task(app: web.Application) -> None:

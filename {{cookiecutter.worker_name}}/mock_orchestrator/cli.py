@@ -1,160 +1,51 @@
 """``python -m mock_orchestrator.cli``: submit, list, show, cancel and watch tasks of the mock orchestrator.
 
-Reads ``CLIENT_TOKEN`` and ``MOCK_ORCHESTRATOR_URL`` (default ``http://localhost:$MOCK_ORCHESTRATOR_PORT``,
-port 8080) from the environment and from ``.env`` (the real environment wins); standard library only.
-Exit codes: 0 done (a followed task ended well), 1 failed (unreachable, refused, not found, or the task
-ended in failure, cancelled or quarantined), 2 bad input (arguments, params, configuration, HTTP 400).
+Reads ``CLIENT_TOKEN`` and where the mock is from the environment and from ``.env`` (the real environment
+wins): ``MOCK_ORCHESTRATOR_URL``, else ``http://localhost:$MOCK_ORCHESTRATOR_PORT`` (default 8080, the port
+``python -m mock_orchestrator`` listens on and ``docker compose`` publishes). Standard library only.
+Exit codes: 0 done (a followed task ended well), 1 failed (unreachable, refused, not found, the task ended
+in failure, cancelled or quarantined, or --timeout passed), 2 bad input (arguments, params, configuration,
+HTTP 400).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
+from .address import dashboard_url
+from .cli_client import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    WAIT_SECONDS,
+    Client,
+    CliError,
+    base_url,
+    client_token,
+)
 from .cli_format import change_line, clock, shorten, table, task_details, task_table
+from .envfile import environment
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ACTIVE = frozenset({"queued", "running"})
 UNSUCCESSFUL = frozenset({"failure", "cancelled", "quarantined"})
-REQUEST_TIMEOUT = 10.0
-WAIT_SECONDS = 25.0  # one long poll of the control API; repeated until the task is done
 PARAMS_EXAMPLE = '\'{"items": ["apple"]}\''
-START_HINT = "start it with `docker compose up` (or `python -m mock_orchestrator`)"
 EPILOG = """examples:
   python -m mock_orchestrator.cli submit check_inventory '{"items": ["apple"]}' --wait
   python -m mock_orchestrator.cli watch              follow every task (Ctrl-C ends)
   python -m mock_orchestrator.cli show 3f2a          a unique start of a task id is enough
 
-CLIENT_TOKEN and MOCK_ORCHESTRATOR_URL (default http://localhost:$MOCK_ORCHESTRATOR_PORT, port 8080)
+CLIENT_TOKEN and MOCK_ORCHESTRATOR_PORT (default 8080; or MOCK_ORCHESTRATOR_URL for a mock elsewhere)
 come from the environment or .env (the environment wins).
-exit codes: 0 done; 1 failed (unreachable, refused, not found, or the task ended in failure, cancelled
-or quarantined); 2 bad input (arguments, params, configuration, or refused by the mock with HTTP 400)."""
-
-
-class CliError(Exception):
-    """A problem reported in one line on stderr; ``code`` is the exit code, ``status`` the HTTP status."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code, self.status = code, status
-
-
-def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables of ``.env`` (found from the current directory up) overlaid by the real environment."""
-    values: dict[str, str] = {}
-    try:
-        from dotenv import dotenv_values, find_dotenv
-    except ImportError:  # python-dotenv is optional; the environment alone is enough
-        pass
-    else:
-        path = find_dotenv(usecwd=True)
-        values.update({k: v for k, v in dotenv_values(path).items() if v is not None} if path else {})
-    values.update(os.environ if environ is None else environ)
-    return values
-
-
-def base_url(settings: Mapping[str, str]) -> str:
-    """MOCK_ORCHESTRATOR_URL, or http://localhost:MOCK_ORCHESTRATOR_PORT; validated."""
-    url = settings.get("MOCK_ORCHESTRATOR_URL", "").strip()
-    if not url:
-        port = settings.get("MOCK_ORCHESTRATOR_PORT", "8080").strip() or "8080"
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise CliError(f"MOCK_ORCHESTRATOR_PORT={port!r} is invalid: must be a port number, e.g. 8080", 2)
-        url = f"http://localhost:{port}"
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise CliError(
-            f"MOCK_ORCHESTRATOR_URL={url!r} is invalid: must be an http(s) URL, e.g. http://localhost:8080", 2
-        )
-    return url.rstrip("/")
-
-
-def client_token(settings: Mapping[str, str]) -> str:
-    """CLIENT_TOKEN, required."""
-    token = settings.get("CLIENT_TOKEN", "").strip()
-    if not token:
-        raise CliError(
-            "CLIENT_TOKEN is not set: export it or run from the project folder, whose .env has it "
-            "(the token the mock orchestrator was started with)",
-            EXIT_USAGE,
-        )
-    return token
-
-
-Opener = Callable[[urllib.request.Request, float], Any]
-
-
-def _direct_opener() -> Opener:
-    # The mock is local: a proxy configured for the internet must not intercept it.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return lambda request, timeout: opener.open(request, timeout=timeout)
-
-
-@dataclass
-class Client:
-    """The control API over HTTP; every transport failure becomes a CliError here."""
-
-    url: str
-    token: str
-    open: Opener = field(default_factory=_direct_opener)
-
-    def call(self, method: str, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT) -> Any:
-        """Send one request and return the decoded JSON reply."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        request.add_header("X-Client-Token", self.token)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with self.open(request, timeout) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raise self._refusal(exc) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CliError(
-                f"cannot reach the mock orchestrator at {self.url} ({reason}): {START_HINT}, "
-                "or set MOCK_ORCHESTRATOR_URL to where it listens"
-            ) from None
-
-    def _refusal(self, exc: urllib.error.HTTPError) -> CliError:
-        try:
-            reason = str(json.loads(exc.read()).get("error", exc.reason))
-        except (ValueError, AttributeError):
-            reason = str(exc.reason)
-        if exc.code == 403:
-            return CliError(
-                f"the mock orchestrator at {self.url} refused the client token ({reason}): set CLIENT_TOKEN "
-                "to the one the mock was started with (CLIENT_TOKEN in the project's .env)",
-                status=403,
-            )
-        if exc.code == 400:
-            return CliError(f"the mock orchestrator rejected the request: {reason}", EXIT_USAGE, 400)
-        return CliError(f"{reason} (HTTP {exc.code} from {self.url})", status=exc.code)
-
-    def task(self, task_id: str, wait: float | None = None) -> dict[str, Any]:
-        """One task's view; with ``wait``, once it is done or after that many seconds."""
-        path = f"/api/v1/tasks/{urllib.parse.quote(task_id, safe='')}"
-        if wait is None:
-            return dict(self.call("GET", path))
-        return dict(self.call("GET", f"{path}?wait={wait:g}", timeout=wait + REQUEST_TIMEOUT))
-
-    def tasks(self) -> list[dict[str, Any]]:
-        """Every task, newest first."""
-        return list(self.call("GET", "/api/v1/tasks")["tasks"])
-
-    def wait_for_change(self, since: int) -> int:
-        """Block until the mock's state version exceeds ``since`` (or a while passed); the new version."""
-        path = f"/api/v1/events?since={since}&wait={WAIT_SECONDS:g}"
-        return int(self.call("GET", path, timeout=WAIT_SECONDS + REQUEST_TIMEOUT)["version"])
+exit codes: 0 done; 1 failed (unreachable, refused, not found, the task ended in failure, cancelled or
+quarantined, or --timeout passed); 2 bad input (arguments, params, configuration, or refused by the mock
+with HTTP 400)."""
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -162,16 +53,21 @@ class Client:
 
 @dataclass
 class Session:
-    """What a command works with: the API client, the output stream, the JSON switch and the clock."""
+    """What a command works with: the API client, the output streams, the JSON switch and the clock."""
 
     client: Client
     out: TextIO
     as_json: bool = False
     clock: Callable[[], float] = time.time
+    err: TextIO = sys.stderr
 
     def emit(self, text: str, data: Any) -> None:
         """Print ``data`` as one JSON line with --json, else ``text``; flushed so pipes see it at once."""
         print(json.dumps(data, ensure_ascii=False) if self.as_json else text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        """A hint for the person at the terminal, on stderr (never in --json output)."""
+        print(f"note: {text}", file=self.err, flush=True)
 
 
 def parse_params(raw: str, stdin: TextIO = sys.stdin) -> dict[str, Any]:
@@ -235,20 +131,56 @@ def follow(session: Session, task_id: str | None) -> Iterator[dict[str, Any]]:
         version, first = session.client.wait_for_change(version), False
 
 
+def missing_skill(client: Client, task_type: str) -> str | None:
+    """Why a task may wait for ever: no live worker has its skill. Names the skills there are."""
+    workers = client.workers()
+    if any(task_type in w["skills"] for w in workers):
+        return None
+    skills = sorted({skill for w in workers for skill in w["skills"]})
+    there = (
+        f"the registered skills are {', '.join(skills)}"
+        if skills
+        else "no worker is registered (start one with `docker compose up` or `python my_worker.py`)"
+    )
+    return f"no registered worker has skill {task_type!r}; {there}"
+
+
+def wait_done(client: Client, task: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """The task once it is done, or as it is when ``timeout`` seconds have passed."""
+    give_up = None if timeout is None else time.monotonic() + timeout
+    while task["status"] in ACTIVE:
+        wait = WAIT_SECONDS if give_up is None else min(WAIT_SECONDS, give_up - time.monotonic())
+        if wait <= 0:
+            break
+        task = client.task(task["task_id"], wait=wait)
+    return task
+
+
 def cmd_submit(session: Session, args: argparse.Namespace) -> int:
-    """Queue a task; with --wait, also wait for it and show how it ended."""
+    """Queue a task; with --wait (or --timeout), also wait for it and show how it ended."""
     body: dict[str, Any] = {"type": args.type, "params": parse_params(args.params)}
     if args.priority is not None:
         body["priority"] = args.priority
     if args.deadline is not None:
         body["deadline"] = args.deadline
     task = dict(session.client.call("POST", "/api/v1/tasks", body))
-    if not args.wait:
+    waiting = args.wait or args.timeout is not None
+    problem = missing_skill(session.client, task["type"]) if task["status"] in ACTIVE else None
+    if problem:
+        stop = "Ctrl-C stops waiting" if args.timeout is None else f"giving up after {args.timeout:g} s"
+        session.note(
+            f"{problem}: the task waits until a worker with it polls" + (f" ({stop})" if waiting else "")
+        )
+    if not waiting:
         session.emit(f"queued {task['task_id']} ({task['type']}, priority {task['priority']:g})", task)
         return EXIT_OK
-    while task["status"] in ACTIVE:
-        task = session.client.task(task["task_id"], wait=WAIT_SECONDS)
+    task = wait_done(session.client, task, args.timeout)
     session.emit(task_details(task, session.clock()), task)
+    if task["status"] in ACTIVE:
+        raise CliError(
+            f"{task['task_id']} is still {task['status']} after {args.timeout:g} s; it stays queued "
+            f"(cancel it with `python -m mock_orchestrator.cli cancel {task['task_id']}`)"
+        )
     return finished_code(task)
 
 
@@ -291,12 +223,12 @@ def cmd_watch(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_workers(session: Session, args: argparse.Namespace) -> int:
     """The registered workers."""
-    workers = list(session.client.call("GET", "/api/v1/workers")["workers"])
+    workers = session.client.workers()
     rows = [["WORKER", "TYPE", "STATUS", "SKILLS", "LAST HEARTBEAT"]] + [
         [
             w["worker_id"],
             w["worker_type"],
-            str(w["status"]),
+            f"{w['status']}{', polling' if w.get('polling') else ''}",
             ", ".join(w["skills"]),
             clock(w.get("last_heartbeat")),
         ]
@@ -309,8 +241,6 @@ def cmd_workers(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_dashboard(session: Session, args: argparse.Namespace) -> int:
     """The dashboard's address, carrying the client token (open it in a browser)."""
-    from .dashboard import dashboard_url
-
     url = dashboard_url(session.client.url, session.client.token)
     session.emit(url, {"url": url})
     return EXIT_OK
@@ -331,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``--json`` and ``--url`` go after the command)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON (one object per line) for scripts")
-    common.add_argument("--url", help="the mock orchestrator (default: MOCK_ORCHESTRATOR_URL or localhost)")
+    common.add_argument(
+        "--url",
+        help="the mock orchestrator (default: MOCK_ORCHESTRATOR_URL, or localhost:MOCK_ORCHESTRATOR_PORT)",
+    )
     parser = argparse.ArgumentParser(
         prog="python -m mock_orchestrator.cli",
         description="Drive the mock orchestrator's control API: submit, inspect, cancel and watch tasks.",
@@ -349,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline", type=float, metavar="S", help="seconds from now the task must finish in"
     )
     submit.add_argument("--wait", action="store_true", help="wait until the task is done and show it")
+    submit.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="with --wait: give up after S seconds (exit 1; implies --wait)",
+    )
     sub.add_parser("list", parents=[common], help="list tasks, newest first")
     for name, text in (("show", "show one task"), ("cancel", "cancel a queued or running task")):
         sub.add_parser(name, parents=[common], help=text).add_argument(
@@ -367,9 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run one command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "timeout", None) is not None and args.timeout <= 0:
+        parser.error("--timeout must be a positive number of seconds, e.g. --timeout 30")
     try:
-        settings = load_settings(environ)
+        settings = environment(environ)
         url = base_url(dict(settings, MOCK_ORCHESTRATOR_URL=args.url) if args.url else settings)
         session = Session(Client(url, client_token(settings)), sys.stdout, args.json)
         return COMMANDS[args.command](session, args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,13 +19,32 @@ def compact(value: Any, limit: int = 100) -> str:
     return shorten(json.dumps(value, ensure_ascii=False), limit)
 
 
-def seconds(value: float) -> str:
-    """A duration for people: 12 ms, 3.4 s, 2 min 5 s."""
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 10:
-        return f"{value:.1f} s"
-    return f"{value:.0f} s" if value < 90 else f"{value // 60:.0f} min {value % 60:.0f} s"
+def _round(value: float) -> int:
+    """Nearest integer, halves up: JavaScript's Math.round, so that CLI and dashboard agree to the digit."""
+    whole = math.floor(value)
+    return whole + 1 if value - whole >= 0.5 else whole
+
+
+def human_duration(value: float) -> str:
+    """A duration for people: 12 ms, 3.4 s, 42 s, 4 min 5 s, 1 h 59 min.
+
+    Rounded to the smallest unit shown first, then split, so 299.6 s is "5 min 0 s", never "4 min 60 s".
+    The dashboard's ``duration`` (static/format.js) is the same rule, line for line.
+    """
+    value = max(0.0, value)
+    millis = _round(value * 1000)
+    if millis < 1000:
+        return f"{millis} ms"
+    tenths = _round(value * 10)
+    if tenths < 100:
+        return f"{tenths / 10:.1f} s"
+    whole_seconds = _round(value)
+    if whole_seconds < 60:
+        return f"{whole_seconds} s"
+    if whole_seconds < 3600:
+        return f"{whole_seconds // 60} min {whole_seconds % 60} s"
+    minutes = _round(value / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def clock(epoch: float | None) -> str:
@@ -35,12 +55,12 @@ def clock(epoch: float | None) -> str:
 def duration(task: Mapping[str, Any], now: float) -> str:
     """How long the task waited (queued), has run (running) or ran (done)."""
     if task["status"] == "queued":
-        return f"waiting {seconds(max(0.0, now - task['created_at']))}"
+        return f"waiting {human_duration(now - task['created_at'])}"
     started = task.get("started_at")
     if not started:
         return "-"
     end = task.get("finished_at") or (now if task["status"] == "running" else None)
-    return seconds(max(0.0, end - started)) if end else "-"
+    return human_duration(end - started) if end else "-"
 
 
 def outcome(task: Mapping[str, Any]) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES_KEY: web.AppKey[frozenset[str]] = web.AppKey("mock_orchestrator_static_files", frozenset)
-BIND_ALL_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 # The page runs only its own files and talks only to this server; nothing is loaded from elsewhere.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -20,16 +18,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
-
-
-def dashboard_url(host_port_url: str, client_token: str) -> str:
-    """The dashboard address carrying ``client_token`` in the fragment, which browsers never send."""
-    parts = urlsplit(host_port_url if "://" in host_port_url else f"http://{host_port_url}")
-    netloc = parts.netloc
-    if parts.hostname is None or parts.hostname in BIND_ALL_HOSTS:
-        netloc = "localhost" if parts.port is None else f"localhost:{parts.port}"
-    path = parts.path.rstrip("/") + "/"
-    return urlunsplit((parts.scheme, netloc, path, "", f"token={quote(client_token, safe='')}"))
 
 
 async def index(request: web.Request) -> web.StreamResponse:

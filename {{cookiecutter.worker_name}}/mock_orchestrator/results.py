@@ -1,11 +1,12 @@
-"""What a result does to its task, following avtomatika 1.0b30's process_task_result (protocol.md 9, 10)."""
+"""What a result does to its task, following avtomatika 1.0b30's ``services/worker_service.py:
+process_task_result`` (checks and transitions) and ``_handle_task_failure`` (error codes, retries)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from .records import CANCELLED, FAILURE, QUARANTINED, RESULT_OPEN_STATUSES, Task
+from .records import CANCELLED, FAILURE, QUARANTINED, QUEUED, RESULT_OPEN_STATUSES, Task
 from .state import MockState
 
 log = logging.getLogger("mock_orchestrator")
@@ -55,7 +56,7 @@ def _refusal(task: Task, job_id: str, task_id: str, worker_id: Any) -> dict[str,
 async def accept_result(state: MockState, result: dict[str, Any], worker_id: Any) -> dict[str, Any]:
     """Apply a validated, authenticated result; return the reply body."""
     job_id, task_id = result["job_id"], result["task_id"]
-    task = state.task_of_job(job_id)
+    task = state.tasks.of_job(job_id)
     if task is None:
         return _ignored("job_not_found", f"Job {job_id} not found (expired or deleted).")
     refusal = _refusal(task, job_id, task_id, worker_id)
@@ -79,12 +80,14 @@ def _apply(state: MockState, task: Task, status: str, result: dict[str, Any]) ->
         _apply_failure(state, task, result.get("error"))
         return {"status": "accepted", "transition": "failure_handled"}
     if status == CANCELLED:
-        state.end(task, CANCELLED)
+        # 1.0b30 keeps the whole result, data included, in the job's history (its task_finished event).
+        task.data, task.error = result.get("data"), None
+        state.tasks.end(task, CANCELLED)
         return {"status": "accepted", "transition": "cancelled_handled"}
     # Every other status has a transition here (a mock blueprint maps them all): even after a cancel,
     # a success revives the job, exactly like 1.0b30 does.
     task.data, task.error = result.get("data"), None
-    state.end(task, status)
+    state.tasks.end(task, status)
     return {"status": "accepted", "transition": "success_transition"}
 
 
@@ -93,20 +96,21 @@ def _apply_failure(state: MockState, task: Task, error: dict[str, Any] | None) -
     message = error.get("message", "No error message provided.") if error else "No error details provided."
     task.error = error
     if code in PERMANENT_CODES:
-        state.end(task, QUARANTINED, error_message=f"Task failed with permanent error ({code}): {message}")
+        end = f"Task failed with permanent error ({code}): {message}"
+        state.tasks.end(task, QUARANTINED, error_message=end)
     elif code in FAILING_CODES:
-        state.end(task, FAILURE, error_message=FAILING_CODES[code].format(message=message))
+        state.tasks.end(task, FAILURE, error_message=FAILING_CODES[code].format(message=message))
     elif task.status == CANCELLED:
         pass  # a retryable failure of a cancelled job is swallowed: the job stays cancelled
     elif task.retries < JOB_MAX_RETRIES:
-        task.retries += 1
-        task.status = "queued"
+        task.retries += 1  # counted before the dispatch, which may fail: HTTP 500, like 1.0b30
+        task.status = QUEUED
         log.info("task %s retry %d/%d", task.task_id, task.retries, JOB_MAX_RETRIES)
-        state.requeue(task)  # strict dispatch without an idle worker raises: HTTP 500, like 1.0b30
+        state.retry(task)
     else:
         attempts = JOB_MAX_RETRIES + 1
         error_message = f"Task {task.current_task_id} failed after {attempts} attempts: {message}"
-        state.end(task, QUARANTINED, error_message=error_message)
+        state.tasks.end(task, QUARANTINED, error_message=error_message)
 
 
 def _log_result(task: Task, status: str, error: dict[str, Any] | None) -> None:

@@ -1,13 +1,17 @@
-"""Worker authentication and the signed-message checks ("zero trust"), as in avtomatika 1.0b30."""
+"""Worker authentication and the signed-message checks ("zero trust"), as in avtomatika 1.0b30.
+
+Authentication follows rxon 1.0b17's listener and avtomatika's ``security.py``; the message checks follow
+``services/worker_service.py: _verify_zero_trust``, in its order and with its texts.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .models import SECURITY_CONTEXT, ModelError, check
+from .replay import ReplayCache
 from .settings import MockSettings
 from .signing import verify
-from .state import MockState
 
 TOKEN_HEADER = "X-Worker-Token"
 WORKER_ID_HEADER = "X-Worker-ID"
@@ -45,20 +49,20 @@ def authenticate(settings: MockSettings, token: str | None, hint: Any) -> Any:
     raise PermissionError("Unauthorized: No valid token found")
 
 
-def _check_timestamp(state: MockState, payload: dict[str, Any]) -> None:
+def _check_timestamp(settings: MockSettings, payload: dict[str, Any]) -> None:
     timestamp = payload.get("timestamp")
     if not timestamp:
         raise PermissionError("Missing required timestamp for replay protection")
     # int() of a string or float is what the orchestrator does: "12" passes here, "x" is a 400.
-    if abs(int(state.now()) - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
+    if abs(int(settings.clock()) - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
         raise PermissionError("Message timestamp expired (replay protection)")
 
 
-def _check_replay(state: MockState, payload: dict[str, Any], worker_id: Any) -> None:
+def _check_replay(replay: ReplayCache, payload: dict[str, Any], worker_id: Any) -> None:
     nonce = payload.get("event_id") or payload.get("nonce") or payload.get("message_id")
     if not nonce and isinstance(payload.get("security"), dict):
         nonce = payload["security"].get("signature")
-    if nonce and not state.remember_nonce(f"{worker_id}:{nonce}"):
+    if nonce and not replay.remember(f"{worker_id}:{nonce}"):
         raise PermissionError("Duplicate message detected (replay attack)")
 
 
@@ -73,12 +77,16 @@ def _security_context(raw: Any) -> dict[str, Any]:
 
 
 def verify_signed(
-    state: MockState, payload: dict[str, Any], worker_id: Any, ignore_fields: tuple[str, ...] = ()
+    settings: MockSettings,
+    replay: ReplayCache,
+    payload: dict[str, Any],
+    worker_id: Any,
+    ignore_fields: tuple[str, ...] = (),
 ) -> None:
-    """Run the section 3 checks in the orchestrator's order; raise PermissionError (403) on failure."""
-    _check_timestamp(state, payload)
+    """Check timestamp, nonce, security context and signature; PermissionError (403) on failure."""
+    _check_timestamp(settings, payload)
     # The nonce is consumed before the signature is checked, exactly like the orchestrator.
-    _check_replay(state, payload, worker_id)
+    _check_replay(replay, payload, worker_id)
     raw_security = payload.get("security")
     if not raw_security:
         raise PermissionError("Missing required security context")
@@ -89,5 +97,5 @@ def verify_signed(
     signer_id = security.get("signer_id")
     if signer_id and signer_id != worker_id:
         raise PermissionError(f"Message signer ID '{signer_id}' does not match worker ID '{worker_id}'")
-    if not verify(payload, signature, state.settings.key_for(worker_id), ignore_fields):
+    if not verify(payload, signature, settings.key_for(worker_id), ignore_fields):
         raise PermissionError("Invalid cryptographic signature")

@@ -6,12 +6,15 @@ Environment (``python -m mock_orchestrator``; ``.env`` is read, the real environ
 |---|---|---|
 | ``WORKER_TOKEN`` | required | the global worker token (``X-Worker-Token``) and HMAC key |
 | ``CLIENT_TOKEN`` | required | control-API token (``X-Client-Token``) |
-| ``MOCK_HOST`` / ``MOCK_PORT`` | ``0.0.0.0`` / ``8080`` | listen address |
+| ``MOCK_ORCHESTRATOR_PORT`` | ``8080`` | the port to listen on (``MOCK_PORT``, its older name, wins when set) |
+| ``MOCK_HOST`` | ``127.0.0.1`` | the address to listen on (its image sets ``0.0.0.0``) |
+| ``MOCK_PUBLIC_URL`` | ``http://<host>:<port>`` | the dashboard link logged at start-up |
 | ``MOCK_POLL_HOLD_SECONDS`` | ``30`` | how long an empty long poll is held before the 204 |
 | ``MOCK_STRICT_DISPATCH`` | ``false`` | ``true``: like avtomatika 1.0b30, a task that finds no live idle worker |
 | | | with its skill is quarantined at once ("No suitable workers for task type '...'"); |
 | | | ``false``: it waits in the queue until a capable worker polls |
 | ``REDIS_URL`` | unset | when set, a cancel writes ``orchestrator:task_cancel:{task_id}`` = ``"1"`` EX 3600 |
+| ``ORCHESTRATOR_SECRET_KEY`` | random | the key of each task's ``sig`` (as avtomatika's dispatcher signs it) |
 | ``MOCK_DEMO_TASK`` | unset | a ``POST /api/v1/tasks`` body queued at start-up |
 | ``MOCK_WORKERS_TOML`` | unset | path of a workers.toml (``[worker_id]`` tables with ``token = "..."``): that |
 | | | worker must use its individual token, which is also its HMAC key |
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -32,6 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from .address import parse_port, port_setting
+from .submissions import InvalidRequest, parse_submission
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class MockSettings:
     redis_url: str | None = None  # where cancel flags are written; None writes none
     worker_tokens: Mapping[str, str] = field(default_factory=dict)  # individual tokens (workers.toml)
     rate_limits: RateLimits | None = None  # None: no rate limiting (MOCK_RATE_LIMITS unset or off)
+    task_secret: str = field(default_factory=lambda: secrets.token_hex(32))  # signs each task's sig
 
     def key_for(self, worker_id: Any) -> str:
         """The token a worker must present and sign with: its individual token, else the global one."""
@@ -77,9 +85,11 @@ class ServerConfig:
     """Everything ``python -m mock_orchestrator`` needs: app settings plus the listen address."""
 
     settings: MockSettings
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8080
+    port_variable: str = "MOCK_ORCHESTRATOR_PORT"  # where the port came from, for messages about it
     log_level: str = "INFO"
+    public_url: str | None = None  # MOCK_PUBLIC_URL
 
 
 class ConfigError(ValueError):
@@ -98,16 +108,12 @@ def _required_text(env: Mapping[str, str], name: str, rule: str, example: str) -
     return value
 
 
-def _port(env: Mapping[str, str]) -> int:
-    raw = env.get("MOCK_PORT", "8080")
-    rule = "must be an integer from 1 to 65535"
-    try:
-        port = int(raw)
-    except ValueError:
-        raise _problem("MOCK_PORT", raw, rule, "8080") from None
-    if not 1 <= port <= 65535:
-        raise _problem("MOCK_PORT", raw, rule, "8080")
-    return port
+def _port(env: Mapping[str, str]) -> tuple[int, str]:
+    name, raw = port_setting(env)
+    port = parse_port(raw)
+    if port is None:
+        raise _problem(name, raw, "must be an integer from 1 to 65535", "8080")
+    return port, name
 
 
 def _hold(env: Mapping[str, str]) -> float:
@@ -123,8 +129,6 @@ def _hold(env: Mapping[str, str]) -> float:
 
 
 def _demo_task(env: Mapping[str, str]) -> dict[str, Any] | None:
-    from .control_api import InvalidRequest, parse_submission  # the same rules as the control API
-
     raw = env.get("MOCK_DEMO_TASK", "").strip()
     if not raw:
         return None
@@ -244,9 +248,9 @@ def load_server_config(env: Mapping[str, str]) -> ServerConfig:
     client_token = _required_text(
         env, "CLIENT_TOKEN", "must be the non-empty token for X-Client-Token on /api/v1", "dev-client-token"
     )
-    host = env.get("MOCK_HOST", "0.0.0.0")
+    host = env.get("MOCK_HOST", "127.0.0.1")
     if not host.strip():
-        raise _problem("MOCK_HOST", host, "must be a host name or IP address to listen on", "0.0.0.0")
+        raise _problem("MOCK_HOST", host, "must be a host name or IP address to listen on", "127.0.0.1")
     settings = MockSettings(
         worker_token=worker_token,
         client_token=client_token,
@@ -256,5 +260,14 @@ def load_server_config(env: Mapping[str, str]) -> ServerConfig:
         redis_url=_redis_url(env),
         worker_tokens=load_worker_tokens(env["MOCK_WORKERS_TOML"]) if env.get("MOCK_WORKERS_TOML") else {},
         rate_limits=_rate_limits(env),
+        task_secret=env.get("ORCHESTRATOR_SECRET_KEY", "") or secrets.token_hex(32),
     )
-    return ServerConfig(settings=settings, host=host, port=_port(env), log_level=_log_level(env))
+    port, port_variable = _port(env)
+    return ServerConfig(
+        settings=settings,
+        host=host,
+        port=port,
+        port_variable=port_variable,
+        log_level=_log_level(env),
+        public_url=env.get("MOCK_PUBLIC_URL", "").strip() or None,
+    )

@@ -14,6 +14,7 @@ from aiohttp import web
 from .models import TASK_RESULT, WORKER_EVENT, WORKER_REGISTRATION, ModelError, parse
 from .rate_limits import ENGINE_TEXT, LIMITER_KEY, RateLimited
 from .records import ACTIVE_STATUSES
+from .responses import json_reply
 from .results import accept_result
 from .security import TOKEN_HEADER, WORKER_ID_HEADER, authenticate, verify_signed, worker_id_hint
 from .signing import normalize
@@ -29,27 +30,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def protocol_json(data: Any, status: int = 200) -> web.Response:
     """A JSON reply normalised the way rxon's listener sends it (no nulls, integral floats as ints)."""
-    return web.json_response(normalize(data), status=status, dumps=lambda o: orjson.dumps(o).decode())
+    return json_reply(normalize(data), status)
 
 
 def _protocol_errors(handler: Handler) -> Handler:
-    """Map exceptions like rxon's HttpListener: PermissionError 403, ValueError 400, anything else 500."""
+    """Map exceptions like rxon's HttpListener: PermissionError 403, ValueError 400.
+
+    Anything else is the app middleware's 500 with the exception text, as the listener answers it.
+    """
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
         except RateLimited:  # logged once per burst by the limiter, not per request
             return protocol_json({"error": ENGINE_TEXT}, status=429)
         except PermissionError as exc:
             return _rejected(request, 403, exc)
         except ValueError as exc:
             return _rejected(request, 400, exc)
-        except Exception as exc:  # the orchestrator answers 500 with the exception text
-            log.exception("unexpected error in %s %s", request.method, request.path)
-            return protocol_json({"error": str(exc)}, status=500)
 
     return wrapped
 
@@ -99,7 +98,7 @@ async def register(request: web.Request) -> web.StreamResponse:
         raise ValueError("Missing or invalid worker_id in registration data")  # noqa: TRY004 - a 400
     if worker_id != auth_id:
         raise PermissionError("Immediate sender ID mismatch")
-    verify_signed(state, body, worker_id)
+    verify_signed(state.settings, state.replay, body, worker_id)
     try:
         record = normalize(parse(WORKER_REGISTRATION, body))
     except ModelError as exc:
@@ -110,7 +109,8 @@ async def register(request: web.Request) -> web.StreamResponse:
             f"Invalid worker_id: '{worker_id}'. Must be alphanumeric, underscores, or hyphens only "
             "(max 128 characters)."
         )
-    worker = await state.register(worker_id, record)
+    worker = state.workers.register(worker_id, record)
+    await state.notify()
     log.info("worker %s registered (skills: %s)", worker_id, ", ".join(worker.skills()) or "none")
     reply: dict[str, Any] = {"status": "registered", "version": PROTOCOL_VERSION}
     version = request.headers.get(VERSION_HEADER)
@@ -126,10 +126,12 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     worker_id = admit(request, body, "heartbeat", request.match_info["worker_id"])
     if not body:
-        return protocol_json({"status": "ttl_refreshed"} if await state.refresh(worker_id) else None)
-    verify_signed(state, _require_object(body), worker_id)
+        refreshed = state.workers.refresh(worker_id)
+        await state.notify()
+        return protocol_json({"status": "ttl_refreshed"} if refreshed else None)
+    verify_signed(state.settings, state.replay, _require_object(body), worker_id)
     reply: dict[str, Any] = {"status": "ok"}
-    known = state.live_worker(worker_id)
+    known = state.workers.get(worker_id)
     update = dict(body)
     new_hash = update.get("skills_hash")
     if known is not None and new_hash and known.record.get("skills_hash") == new_hash:
@@ -137,7 +139,8 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
             reply["require_full_sync"] = True
         update.pop("supported_skills", None)
     old_status = known.status() if known is not None else None
-    merged = await state.merge_heartbeat(worker_id, update)
+    merged = state.workers.merge_heartbeat(worker_id, update)
+    await state.notify()
     if merged is None:
         log.warning("heartbeat from unregistered worker %s ignored (it must register first)", worker_id)
         return protocol_json(reply)
@@ -153,7 +156,7 @@ def _finished_jobs(state: MockState, current_tasks: Any) -> list[Any]:
     # Like 1.0b30, the ids are looked up as *job* ids, so only job ids can ever come back.
     if not isinstance(current_tasks, list):
         return []
-    found = [(tid, state.task_of_job(tid)) for tid in current_tasks]
+    found = [(tid, state.tasks.of_job(tid)) for tid in current_tasks]
     return [tid for tid, task in found if task is not None and task.status not in ACTIVE_STATUSES]
 
 
@@ -177,11 +180,11 @@ async def next_task(request: web.Request) -> web.StreamResponse:
 
 @_protocol_errors
 async def task_result(request: web.Request) -> web.StreamResponse:
-    """POST /_worker/tasks/result, checked in the orchestrator's order (protocol.md section 9)."""
+    """POST /_worker/tasks/result, checked in process_task_result's order."""
     body = await _json_body(request)
     state = _state(request)
     auth_id = admit(request, body, "result")
-    verify_signed(state, _require_object(body), auth_id)
+    verify_signed(state.settings, state.replay, _require_object(body), auth_id)
     try:
         result = normalize(parse(TASK_RESULT, body))
     except ModelError as exc:
@@ -204,7 +207,7 @@ async def worker_event(request: web.Request) -> web.StreamResponse:
 
 async def process_event(state: MockState, auth_id: Any, body: Any) -> dict[str, Any]:
     """Handle a worker event (HTTP body or WebSocket frame) like WorkerService.process_worker_event."""
-    verify_signed(state, _require_object(body), auth_id, ignore_fields=("bubbling_chain",))
+    verify_signed(state.settings, state.replay, _require_object(body), auth_id, ("bubbling_chain",))
     try:
         event = parse(WORKER_EVENT, body)
     except ModelError as exc:
@@ -212,7 +215,7 @@ async def process_event(state: MockState, auth_id: Any, body: Any) -> dict[str, 
     if event["worker_id"] != auth_id:
         raise PermissionError("Immediate sender ID mismatch")
     target = event.get("target_job_id") or event.get("target_task_id")
-    task = state.task_of_job(target) if target else None
+    task = state.tasks.of_job(target) if target else None
     if task is not None and task.worker_id and task.worker_id != auth_id:
         raise PermissionError(f"Forbidden: Worker '{auth_id}' is not assigned to job '{target}'")
     if event["event_type"] == "progress" and task is not None:

@@ -1,18 +1,19 @@
 """Helpers for the mock orchestrator tests: a fake clock, a test-local signer and protocol/HTTP shortcuts.
 
-Every test talks real HTTP (and WebSocket) over loopback to an aiohttp TestServer. Messages are signed by
-the tiny signer below, written from protocol.md section 3, independently of the SDK and of the mock.
+Every test talks real HTTP (and WebSocket) over loopback to an aiohttp TestServer, through the mock's
+public APIs only. Messages are signed by the tiny signer below, written from rxon 1.0b17's
+``security.py: sign_payload`` and avtomatika 1.0b30's ``_verify_zero_trust``, independently of the SDK
+and of the mock.
 """
 
 # ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from hashlib import sha256
 from typing import Any
@@ -21,7 +22,6 @@ import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
 from mock_orchestrator import MockSettings, create_app
-from mock_orchestrator.state import STATE_KEY, MockState
 
 WORKER_TOKEN = "test-worker-token"
 CLIENT_TOKEN = "test-client-token"
@@ -40,7 +40,7 @@ class FakeClock:
         return self.now
 
 
-# --- test-local signer (protocol.md section 3) -------------------------------------------
+# --- test-local signer (rxon security.py: sign_payload) ----------------------------------
 
 
 def _normalise(value: Any) -> Any:
@@ -88,10 +88,6 @@ async def mock_client(clock: FakeClock, hold: float = 0.2, **settings: Any) -> A
         yield client
     finally:
         await client.close()
-
-
-def state_of(client: TestClient) -> MockState:
-    return client.app[STATE_KEY]
 
 
 def worker_headers(worker_id: str | None = WORKER_ID, token: str | None = WORKER_TOKEN) -> dict[str, str]:
@@ -204,10 +200,22 @@ def progress_event(task: dict[str, Any], worker_id: str = WORKER_ID, **payload: 
     }
 
 
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Yield to the event loop until ``condition`` holds (no fixed sleep); fail after ``within`` s."""
-    give_up = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0)
+async def eventually(client: TestClient, check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Re-run ``check`` after each change the mock reports on its change feed (GET /api/v1/events)
+    until it holds; fail after ``within`` s. No fixed sleep: the feed answers as soon as anything changes."""
+    version, give_up = 0, time.monotonic() + within
+    while not await check():
+        remaining = give_up - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{check.__name__} never became true within {within:g} s")
+        resp = await client.get(
+            f"/api/v1/events?since={version}&wait={remaining:.3f}", headers=CLIENT_HEADERS
+        )
+        version = (await resp.json())["version"]
+
+
+async def worker_view(client: TestClient, worker_id: str = WORKER_ID) -> dict[str, Any]:
+    """The control-API view of one worker (it must be registered)."""
+    views = [w for w in await workers_view(client) if w["worker_id"] == worker_id]
+    assert views, f"{worker_id} is not registered"
+    return views[0]

@@ -66,7 +66,7 @@ async def test_long_task_stops_when_the_orchestrator_sets_the_cancel_flag(
     handlers: ModuleType, redis_url: str
 ) -> None:
     client = aioredis.Redis.from_url(redis_url)
-    # What the orchestrator writes on cancel (protocol.md section 10).
+    # What the orchestrator writes on cancel (avtomatika engine.py cancel_job: SET ... EX 3600).
     await client.set("orchestrator:task_cancel:task-test", "1", ex=3600)
     await client.aclose()
     progress = ProgressLog()

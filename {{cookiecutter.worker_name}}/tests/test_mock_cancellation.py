@@ -18,6 +18,7 @@ from mock_support import (
     WORKER_ID,
     FakeClock,
     cancel,
+    eventually,
     fail,
     heartbeat,
     mock_client,
@@ -26,12 +27,11 @@ from mock_support import (
     register,
     result_reply,
     seal,
-    state_of,
     submit,
     take,
     task_view,
-    until,
     worker_headers,
+    worker_view,
     workers_view,
 )
 
@@ -44,7 +44,8 @@ async def running_task(client: TestClient, clock: FakeClock) -> tuple[dict[str, 
 
 
 async def enable_websocket_commands(client: TestClient, clock: FakeClock, worker_id: str = WORKER_ID) -> None:
-    """The signed heartbeat that gives a record the top-level capabilities.websockets (protocol.md 7)."""
+    """The signed heartbeat that gives a record the top-level capabilities.websockets: avtomatika 1.0b30
+    sends cancel_task only then (engine.py: cancel_job), and only a heartbeat's top-level merge sets it."""
     capabilities = dict(hostname="test", ip_address="127.0.0.1", websockets=True)
     body = seal(dict(worker_id=worker_id, status="idle", capabilities=capabilities), clock)
     assert await (await heartbeat(client, worker_id, body)).json() == {"status": "ok"}
@@ -52,7 +53,11 @@ async def enable_websocket_commands(client: TestClient, clock: FakeClock, worker
 
 async def open_channel(client: TestClient, worker_id: str = WORKER_ID) -> aiohttp.ClientWebSocketResponse:
     ws = await client.ws_connect(f"/_worker/ws/{worker_id}", headers=worker_headers(worker_id))
-    await until(lambda: state_of(client).channels.connected(worker_id))
+
+    async def channel_open() -> bool:
+        return bool((await worker_view(client, worker_id))["websocket_connected"])
+
+    await eventually(client, channel_open)
     return ws
 
 
@@ -197,9 +202,6 @@ async def test_registration_cannot_enable_websocket_commands(client: TestClient,
         "/_worker/workers/register", data=orjson.dumps(message), headers=worker_headers()
     )
     assert resp.status == 200
-    assert state_of(client).workers[WORKER_ID].record["capabilities"] == dict(
-        hostname="h", ip_address="127.0.0.1"
-    )
     assert (await workers_view(client))[0]["websocket_commands"] is False
 
 
@@ -227,8 +229,11 @@ async def test_workers_view_shows_the_channel_and_the_tasks_held(
     view = (await workers_view(client))[0]
     assert (view["websocket_connected"], view["current_task_ids"]) == (True, [submitted["task_id"]])
     await ws.close()
-    await until(lambda: not state_of(client).channels.connected(WORKER_ID))
-    assert (await workers_view(client))[0]["websocket_connected"] is False
+
+    async def channel_closed() -> bool:
+        return not (await worker_view(client))["websocket_connected"]
+
+    await eventually(client, channel_closed)
 
 
 async def test_websocket_frames_are_handled_as_events(client: TestClient, clock: FakeClock) -> None:
@@ -237,9 +242,12 @@ async def test_websocket_frames_are_handled_as_events(client: TestClient, clock:
     await ws.send_str("not json")  # a bad frame is only logged; the channel stays usable
     await ws.send_bytes(orjson.dumps(seal(progress_event(task, progress=0.5, message="half"), clock)))
     await ws.send_str(orjson.dumps(seal(progress_event(task, progress=0.75, message="most"), clock)).decode())
-    tracked = state_of(client).tasks[submitted["task_id"]]
-    await until(lambda: tracked.progress == 0.75)
-    assert tracked.progress_message == "most"
+
+    async def most_done() -> bool:
+        return bool((await task_view(client, submitted["task_id"]))["progress"] == 0.75)
+
+    await eventually(client, most_done)
+    assert (await task_view(client, submitted["task_id"]))["progress_message"] == "most"
     await ws.close()
 
 
@@ -261,7 +269,7 @@ async def test_heartbeat_echoes_the_job_id_of_a_cancelled_task_but_never_a_task_
     }
 
 
-# --- results for a cancelled task (protocol.md section 10) ------------------------------------------
+# --- results for a cancelled task (services/worker_service.py: process_task_result) ------------------
 
 
 @pytest.mark.parametrize(
@@ -295,3 +303,17 @@ async def test_result_for_a_cancelled_task(
     view = await task_view(client, submitted["task_id"])
     assert (view["status"], view["retries"]) == (status, 0)
     assert (await poll(client)).status == 204  # a swallowed retryable failure is not re-queued
+
+
+@pytest.mark.parametrize("cancelled_by", ["orchestrator", "handler"])
+async def test_a_cancelled_result_keeps_the_data_the_handler_returned(
+    client: TestClient, clock: FakeClock, cancelled_by: str
+) -> None:
+    submitted, task = await running_task(client, clock)
+    if cancelled_by == "orchestrator":
+        assert (await cancel(client, submitted["task_id"])).status == 200
+    partial = dict(completed_steps=3)
+    reply = await result_reply(client, clock, task, status="cancelled", data=partial)
+    assert reply == dict(status="accepted", transition="cancelled_handled")
+    view = await task_view(client, submitted["task_id"])
+    assert (view["status"], view["data"], view["error"]) == ("cancelled", partial, None)

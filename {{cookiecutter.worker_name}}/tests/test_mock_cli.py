@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mock_support import seal
 
-from mock_orchestrator.dashboard import dashboard_url
+from mock_orchestrator.address import dashboard_url
+from mock_orchestrator.cli_format import human_duration
 
 from conftest import free_port
 
@@ -35,6 +37,7 @@ OWN_VARIABLES = (
     "CLIENT_TOKEN",
     "MOCK_ORCHESTRATOR_URL",
     "MOCK_ORCHESTRATOR_PORT",
+    "MOCK_PORT",
     "WORKER_TOKEN",
     "REDIS_URL",
 )
@@ -61,6 +64,35 @@ def get_json(url: str, token: str = CLIENT_TOKEN) -> Any:
     request = urllib.request.Request(url, headers={"X-Client-Token": token})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+@dataclass
+class ProtocolWorker:
+    """A worker speaking the protocol by hand, to report exactly the result a test needs."""
+
+    url: str
+    worker_id: str = "hand-made-worker"
+
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(seal(body, time.time, key=WORKER_TOKEN)).encode()
+        headers = {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": self.worker_id}
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def register(self, skill: str) -> None:
+        skills = [dict(name=skill)]
+        self.send(
+            "POST", "/_worker/workers/register", dict(worker_id=self.worker_id, supported_skills=skills)
+        )
+
+    def take(self) -> dict[str, Any]:
+        task: dict[str, Any] = self.send("GET", f"/_worker/workers/{self.worker_id}/tasks/next")
+        return task
+
+    def report(self, task: dict[str, Any], **fields: Any) -> Any:
+        body = dict(job_id=task["job_id"], task_id=task["task_id"], worker_id=self.worker_id, **fields)
+        return self.send("POST", "/_worker/tasks/result", body)
 
 
 def answers(url: str) -> bool:
@@ -405,3 +437,65 @@ def test_dashboard_prints_a_link_with_the_token_in_the_fragment(mock: Mock) -> N
 )
 def test_dashboard_url_is_openable_and_escapes_the_token(listen: str, expected: str) -> None:
     assert dashboard_url(listen, "t/k n") == expected
+
+
+# --- what a newcomer meets first -----------------------------------------------------------------
+
+
+def test_the_cli_runs_on_a_bare_python_without_aiohttp(mock: Mock) -> None:
+    bare = [sys.executable, "-S"]  # -S: no site-packages, like a system python3 outside any venv
+    no_aiohttp = subprocess.run([*bare, "-c", "import aiohttp"], capture_output=True, check=False)
+    assert no_aiohttp.returncode != 0, "this interpreter sees aiohttp even with -S: the test proves nothing"
+    for args in (["dashboard"], ["list"]):
+        result = subprocess.run(
+            [*bare, "-m", "mock_orchestrator.cli", *args],
+            cwd=mock.cwd,
+            env=mock.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode, result.stderr) == (0, ""), args
+
+
+def test_waiting_for_a_type_no_worker_has_names_the_skills_and_gives_up_at_the_timeout(
+    mock: Mock, start_worker: Callable[[], None]
+) -> None:
+    start_worker()
+    result = mock.cli("submit", "check_inventry", "{}", "--wait", "--timeout", "1")
+    assert result.returncode == 1
+    assert "no registered worker has skill 'check_inventry'" in result.stderr
+    assert "the registered skills are check_inventory, long_running_task" in result.stderr
+    assert "is still queued after 1 s" in result.stderr
+    alone = Mock(url=mock.url, cwd=mock.cwd).cli("submit", "anything", "{}")
+    assert "no registered worker has skill 'anything'" in alone.stderr
+
+
+def test_a_cancelled_task_shows_the_data_its_handler_returned(mock: Mock) -> None:
+    worker = ProtocolWorker(mock.url)
+    worker.register("partial_work")
+    task_id = mock.submit("partial_work")
+    task = worker.take()
+    assert mock.cli("cancel", task_id).returncode == 0
+    worker.report(task, status="cancelled", data=dict(completed_steps=3))
+    shown = mock.cli_json("show", task_id)
+    assert (shown["status"], shown["data"]) == ("cancelled", dict(completed_steps=3))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.0004, "0 ms"),
+        (0.9996, "1.0 s"),
+        (9.96, "10 s"),
+        (59.6, "1 min 0 s"),
+        (299.6, "5 min 0 s"),
+        (3599.6, "1 h 0 min"),
+        (7170, "2 h 0 min"),
+        (7199.6, "2 h 0 min"),
+        (90061, "25 h 1 min"),
+    ],
+)
+def test_durations_carry_into_the_next_unit_instead_of_showing_60(seconds: float, shown: str) -> None:
+    assert human_duration(seconds) == shown

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ from mock_support import (
     worker_headers,
 )
 
+from mock_orchestrator.envfile import parse_env
 from mock_orchestrator.settings import ConfigError, load_server_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -124,8 +126,8 @@ async def test_bad_wait_parameter_is_400(client: TestClient) -> None:
 
 def test_environment_defaults_and_values() -> None:
     config = load_server_config({"WORKER_TOKEN": "w", "CLIENT_TOKEN": "c"})
-    assert (config.host, config.port, config.settings.poll_hold_seconds) == ("0.0.0.0", 8080, 30.0)
-    assert config.log_level == "INFO"
+    assert (config.host, config.port, config.settings.poll_hold_seconds) == ("127.0.0.1", 8080, 30.0)
+    assert (config.log_level, config.public_url) == ("INFO", None)
     config = load_server_config(
         {
             "WORKER_TOKEN": "w",
@@ -151,6 +153,10 @@ def test_environment_defaults_and_values() -> None:
         ),
         ({"MOCK_PORT": "0"}, "MOCK_PORT='0' is invalid"),
         (
+            {"MOCK_ORCHESTRATOR_PORT": "80a"},
+            "MOCK_ORCHESTRATOR_PORT='80a' is invalid: must be an integer from 1 to 65535",
+        ),
+        (
             {"MOCK_POLL_HOLD_SECONDS": "-1"},
             "MOCK_POLL_HOLD_SECONDS='-1' is invalid: must be a number of seconds",
         ),
@@ -172,21 +178,80 @@ def test_bad_environment_names_variable_value_rule_and_example(env: dict[str, st
     assert message in str(caught.value)
 
 
-def test_module_exits_2_with_one_clear_line_when_a_token_is_missing(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("WORKER_TOKEN", "CLIENT_TOKEN")}
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
-    done = subprocess.run(
+def test_the_port_is_mock_orchestrator_port_and_the_older_mock_port_still_wins() -> None:
+    tokens = {"WORKER_TOKEN": "w", "CLIENT_TOKEN": "c"}
+    config = load_server_config(tokens | {"MOCK_ORCHESTRATOR_PORT": "9001"})
+    assert (config.port, config.port_variable) == (9001, "MOCK_ORCHESTRATOR_PORT")
+    config = load_server_config(tokens | {"MOCK_ORCHESTRATOR_PORT": "9001", "MOCK_PORT": "9002"})
+    assert (config.port, config.port_variable) == (9002, "MOCK_PORT")
+
+
+def test_run_directly_it_listens_on_loopback_and_its_image_on_every_interface() -> None:
+    assert load_server_config({"WORKER_TOKEN": "w", "CLIENT_TOKEN": "c"}).host == "127.0.0.1"
+    dockerfile = (PROJECT_ROOT / "mock_orchestrator" / "Dockerfile").read_text()
+    assert "MOCK_HOST=0.0.0.0" in dockerfile.split()
+
+
+def test_orchestrator_secret_key_is_the_task_signing_key() -> None:
+    env = {"WORKER_TOKEN": "w", "CLIENT_TOKEN": "c", "ORCHESTRATOR_SECRET_KEY": "shared-secret"}
+    assert load_server_config(env).settings.task_secret == "shared-secret"
+    random_ones = {
+        load_server_config(env | {"ORCHESTRATOR_SECRET_KEY": ""}).settings.task_secret for _ in "ab"
+    }
+    assert len(random_ones) == 2 and "" not in random_ones
+
+
+def test_dotenv_lines_are_read_with_quotes_exports_and_comments() -> None:
+    text = (
+        "# generated\n"
+        "CLIENT_TOKEN=abc-123 # inline comment\n"
+        "export MOCK_ORCHESTRATOR_PORT=8090\n"
+        "QUOTED='a # b'\n"
+        'DOUBLE="x\\"y"\n'
+        "EMPTY=\n"
+        "not a variable line\n"
+    )
+    assert parse_env(text) == dict(
+        CLIENT_TOKEN="abc-123", MOCK_ORCHESTRATOR_PORT="8090", QUOTED="a # b", DOUBLE='x"y', EMPTY=""
+    )
+
+
+def run_mock(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m mock_orchestrator` with this project on the path, from a folder without a `.env`."""
+    own = ("WORKER_TOKEN", "CLIENT_TOKEN", "MOCK_PORT", "MOCK_ORCHESTRATOR_PORT", "MOCK_HOST")
+    full = {k: v for k, v in os.environ.items() if k not in own} | dict(PYTHONPATH=str(PROJECT_ROOT)) | env
+    return subprocess.run(
         [sys.executable, "-m", "mock_orchestrator"],
         check=False,
         cwd=tmp_path,
-        env=env,
+        env=full,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_module_exits_2_with_one_clear_line_when_a_token_is_missing(tmp_path: Path) -> None:
+    done = run_mock(tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "WORKER_TOKEN is not set" in lines[0] and "e.g. WORKER_TOKEN=" in lines[0]
+
+
+@pytest.mark.parametrize("variable", ["MOCK_ORCHESTRATOR_PORT", "MOCK_PORT"])
+def test_a_busy_port_exits_2_with_one_line_naming_the_port_and_the_variable(
+    tmp_path: Path, variable: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_mock(tmp_path, WORKER_TOKEN="w", CLIENT_TOKEN="c", **{variable: str(port)})
+    assert (done.returncode, done.stdout) == (2, "")
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in lines[0]
+    assert f"set {variable} to a free port, e.g. {variable}=" in lines[0]
 
 
 # --- demo task (what `docker compose up` shows) --------------------------------------------

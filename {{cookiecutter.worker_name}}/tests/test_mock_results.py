@@ -123,7 +123,7 @@ async def test_result_for_another_worker_id_is_forbidden(client: TestClient, clo
     )
 
 
-# --- failures: retries, quarantine, failing codes (protocol.md section 9) --------------------
+# --- failures: retries, quarantine, failing codes (worker_service.py: _handle_task_failure) --
 
 
 async def test_transient_failure_is_requeued_with_a_new_task_id_under_the_same_control_id(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from mock_support import FakeClock
 
 from mock_orchestrator.records import Task
-from mock_orchestrator.settings import MockSettings
-from mock_orchestrator.state import MockState
+from mock_orchestrator.replay import ReplayCache
 from mock_orchestrator.task_queue import TaskQueue
 
 
@@ -53,11 +52,13 @@ def test_a_requeued_task_comes_back_in_its_original_place() -> None:
 
 def test_replay_keys_are_refused_for_65_s_then_forgotten_oldest_first() -> None:
     clock = FakeClock()
-    state = MockState(MockSettings(worker_token="w", client_token="c", clock=clock))
-    assert state.remember_nonce("a") and not state.remember_nonce("a")
+    cache = ReplayCache(clock)
+    assert cache.remember("a") and not cache.remember("a")
     clock.now += 30
-    assert state.remember_nonce("b")
+    assert cache.remember("b")
     clock.now += 40  # "a" is 70 s old, "b" 40 s
-    assert state.remember_nonce("a")
-    assert list(state.nonces) == ["b", "a"]
-    assert not state.remember_nonce("b")
+    assert cache.remember("a")
+    assert len(cache) == 2  # the first "a" was dropped, "b" kept
+    assert not cache.remember("b")
+    clock.now += 66
+    assert cache.remember("c") and len(cache) == 1

@@ -16,8 +16,10 @@ from mock_support import (
     SKILL,
     WORKER_ID,
     FakeClock,
+    eventually,
     expect_error,
     heartbeat,
+    mock_client,
     poll,
     post_json,
     progress_event,
@@ -26,12 +28,11 @@ from mock_support import (
     seal,
     send_result,
     signature_of,
-    state_of,
     submit,
     take,
     task_view,
-    until,
     worker_headers,
+    worker_view,
 )
 
 from mock_orchestrator.signing import sign
@@ -99,6 +100,7 @@ async def test_register_replies_registered_with_protocol_version(
             "websocket_connected": False,
             "websocket_commands": False,
             "current_task_ids": [],
+            "polling": False,
         }
     ]
 
@@ -278,12 +280,12 @@ async def test_empty_poll_answers_204_with_empty_body_after_the_hold(
     assert resp.headers["X-RXON-Version"] == "1.0b17"
 
 
-async def test_submitted_task_reaches_the_worker_with_the_real_field_set(
-    client: TestClient, clock: FakeClock
-) -> None:
-    await register(client, clock)
-    submitted = await submit(client, params={"items": ["apple"], "note": None, "qty": 2.0})
-    task = await take(client)
+async def test_submitted_task_reaches_the_worker_with_the_real_field_set(clock: FakeClock) -> None:
+    async with mock_client(clock, task_secret="orchestrator-secret") as client:
+        await register(client, clock)
+        submitted = await submit(client, params={"items": ["apple"], "note": None, "qty": 2.0})
+        task = await take(client)
+        view = await task_view(client, task["task_id"])
     assert set(task) == {
         "job_id",
         "task_id",
@@ -302,9 +304,7 @@ async def test_submitted_task_reaches_the_worker_with_the_real_field_set(
     assert task["params"] == {"items": ["apple"], "qty": 2}
     assert type(task["priority"]) is int and task["priority"] == 0
     assert task["step"] == 1 and task["timestamp"] == int(clock.now) and task["tracing_context"] == {}
-    secret = state_of(client).task_secret
-    assert task["sig"] == sign(task, secret, ignore_fields=("sig",))
-    view = await task_view(client, task["task_id"])
+    assert task["sig"] == sign(task, "orchestrator-secret", ignore_fields=("sig",))
     assert view["status"] == "running" and view["worker_id"] == WORKER_ID
     assert view["started_at"] == clock.now
 
@@ -321,14 +321,19 @@ async def test_long_poll_wakes_as_soon_as_a_task_is_submitted(
     slow_client: TestClient, clock: FakeClock
 ) -> None:
     await register(slow_client, clock)
-    state = state_of(slow_client)
+    assert (await worker_view(slow_client))["polling"] is False
     started = time.monotonic()
     pending = asyncio.ensure_future(take(slow_client))
-    await until(lambda: state.polls_waiting == 1)
+
+    async def poll_parked() -> bool:
+        return bool((await worker_view(slow_client))["polling"])
+
+    await eventually(slow_client, poll_parked)
     submitted = await submit(slow_client)
     task = await asyncio.wait_for(pending, timeout=5)
     assert task["task_id"] == submitted["task_id"]
     assert time.monotonic() - started < 5
+    assert (await worker_view(slow_client))["polling"] is False
 
 
 async def test_tasks_go_only_to_workers_with_the_skill_highest_priority_first(

@@ -149,7 +149,7 @@ async def test_one_mget_per_interval_reads_the_flags_of_all_tracked_tasks(
         assert await command_calls(admin) == {"mget": 3}
         assert ticker.delays == [INTERVAL] * len(ticker.delays)
 
-        # Exactly what the orchestrator writes on cancel (protocol.md section 10).
+        # Exactly what the orchestrator writes on cancel (avtomatika engine.py cancel_job: SET ... EX 3600).
         await admin.set(CANCEL_KEY_PREFIX + "task-3", "1", ex=3600)
         await ticker.tick()
         assert await cancellations.check("task-3") is True

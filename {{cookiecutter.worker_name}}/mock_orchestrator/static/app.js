@@ -10,11 +10,13 @@
   const ACTIVE = new Set(["queued", "running"]);
   const KNOWN = new Set(["queued", "running", "success", "failure", "cancelled", "quarantined"]);
   const $ = (id) => document.getElementById(id);
+  const { duration: formatDuration, ago } = window.MockFormat;
   const ui = {
     connection: $("connection"), tokenSection: $("token-section"), tokenReason: $("token-reason"),
     tokenForm: $("token-form"), tokenInput: $("token-input"),
-    workers: $("workers").tBodies[0], workersEmpty: $("workers-empty"),
-    tasks: $("tasks").tBodies[0], tasksEmpty: $("tasks-empty"), taskMessage: $("task-message"),
+    workers: $("workers").tBodies[0], workersEmpty: $("workers-empty"), workersLoading: $("workers-loading"),
+    tasks: $("tasks").tBodies[0], tasksEmpty: $("tasks-empty"), tasksLoading: $("tasks-loading"),
+    taskMessage: $("task-message"),
     form: $("submit-form"), type: $("task-type"), params: $("task-params"), priority: $("task-priority"),
     submitMessage: $("submit-message"),
   };
@@ -60,30 +62,16 @@
 
   // --- formatting ------------------------------------------------------------------------------
 
-  function seconds(value) {
-    if (value < 1) return `${Math.round(value * 1000)} ms`;
-    if (value < 10) return `${value.toFixed(1)} s`;
-    if (value < 90) return `${Math.round(value)} s`;
-    if (value < 5400) return `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
-    return `${Math.floor(value / 3600)} h ${Math.round((value % 3600) / 60)} min`;
-  }
-
-  function ago(epoch) {
-    const age = Math.max(0, Date.now() / 1000 - epoch);
-    if (age < 2) return "just now";
-    return age < 90 ? `${Math.round(age)} s ago` : `${seconds(age)} ago`;
-  }
-
   function clock(epoch) {
     return epoch ? new Date(epoch * 1000).toLocaleString() : "";
   }
 
   function duration(task) {
     const now = Date.now() / 1000;
-    if (task.status === "queued") return `waiting ${seconds(Math.max(0, now - task.created_at))}`;
+    if (task.status === "queued") return `waiting ${formatDuration(now - task.created_at)}`;
     if (!task.started_at) return "—";
     const end = task.finished_at || (task.status === "running" ? now : null);
-    return end ? seconds(Math.max(0, end - task.started_at)) : "—";
+    return end ? formatDuration(end - task.started_at) : "—";
   }
 
   function statusText(task) {
@@ -136,24 +124,26 @@
       if (!row) { row = newRow(4); workerRows.set(worker.worker_id, row); }
       const [id, status, skills, seen] = row.cells;
       setText(id, worker.worker_id);
-      setText(status, `${worker.status}${worker.websocket_connected ? " · WebSocket" : ""}`);
+      const channels = `${worker.polling ? " · polling" : ""}${worker.websocket_connected ? " · WebSocket" : ""}`;
+      setText(status, `${worker.status}${channels}`);
       setText(skills, worker.skills.join(", ") || "—");
       const beat = worker.last_heartbeat;
       setText(seen, beat ? ago(beat) : "none yet", beat ? clock(beat) : `registered ${clock(worker.registered_at)}`);
       return row;
     });
     placeRows(ui.workers, rows, workerRows, new Set(workers.map((w) => w.worker_id)));
+    ui.workersLoading.hidden = true;
     ui.workersEmpty.hidden = workers.length > 0;
     renderSkills([...new Set(workers.flatMap((w) => w.skills))].sort());
   }
 
   function renderSkills(skills) {
-    const key = skills.join("\n");
+    const key = `${Boolean(latest)}\n${skills.join("\n")}`;
     if (key === skillsShown) return;
     skillsShown = key;
     const chosen = ui.type.value;
     ui.type.replaceChildren(...skills.map((skill) => new Option(skill, skill, false, skill === chosen)));
-    if (!skills.length) ui.type.append(new Option("no worker yet", "", true, true));
+    if (!skills.length) ui.type.append(new Option(latest ? "no worker yet" : "loading…", "", true, true));
     ui.type.disabled = !skills.length;
   }
 
@@ -207,6 +197,7 @@
       return row;
     });
     placeRows(ui.tasks, rows, taskRows, new Set(tasks.map((t) => t.task_id)));
+    ui.tasksLoading.hidden = true;
     ui.tasksEmpty.hidden = tasks.length > 0;
   }
 
