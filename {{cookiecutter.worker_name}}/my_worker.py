@@ -4,8 +4,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from avtomatika_worker import Worker
-from avtomatika_worker.typing import INVALID_INPUT_ERROR
+from avtomatika_worker import InvalidInputError, Worker
 {% endraw %}
 worker = Worker(worker_type={{ cookiecutter.worker_type | tojson }})
 {% raw %}
@@ -14,18 +13,14 @@ STOCK: dict[str, int] = {"apple": 12, "pear": 5, "plum": 0}
 
 
 @worker.task("check_inventory")
-async def check_inventory(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+async def check_inventory(params: dict[str, Any]) -> dict[str, Any]:
     """Check that every item in ``params["items"]`` is in stock."""
     items = params.get("items")
     if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
-        return {
-            "status": "failure",
-            "error": {
-                "code": INVALID_INPUT_ERROR,
-                "message": f"params.items must be a non-empty list of item names, got {items!r}; "
-                'send e.g. {"items": ["apple", "pear"]}',
-            },
-        }
+        # Bad input fails the job at once (INVALID_INPUT_ERROR): a retry would fail the same way.
+        raise InvalidInputError(
+            f'params.items must be a non-empty list of item names, got {items!r}; e.g. {{"items": ["apple"]}}'
+        )
     missing = [item for item in items if STOCK.get(item, 0) <= 0]
     if missing:
         # A custom status: the blueprint decides where the job goes next.
@@ -39,8 +34,16 @@ async def long_running_task(
     params: dict[str, Any], task_id: str, send_progress: Callable[..., Awaitable[None]]
 ) -> dict[str, Any]:
     """Work through ``steps`` slow steps, reporting progress and stopping early when cancelled."""
-    steps = int(params.get("steps", 10))
-    step_seconds = float(params.get("step_seconds", 1.0))
+    steps = params.get("steps", 10)
+    step_seconds = params.get("step_seconds", 1.0)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise InvalidInputError(
+            f'params.steps must be a whole number >= 1, got {steps!r}; e.g. {{"steps": 10}}'
+        )
+    if not isinstance(step_seconds, int | float) or isinstance(step_seconds, bool) or step_seconds < 0:
+        raise InvalidInputError(
+            f'params.step_seconds must be a number >= 0, got {step_seconds!r}; e.g. {{"step_seconds": 0.5}}'
+        )
     for done in range(steps):
         # The Redis flag; a WebSocket cancel interrupts the sleep below instead (asyncio.CancelledError).
         if await worker.check_for_cancellation(task_id):

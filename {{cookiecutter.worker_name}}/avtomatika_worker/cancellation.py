@@ -8,11 +8,12 @@ services/worker_service.py update_worker_heartbeat).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -107,6 +108,7 @@ class Cancellations:
         self._direct: dict[str, tuple[float, bool]] = {}  # untracked task id -> (read at, flagged)
         self._loops: list[asyncio.Task[None]] = []
         self._redis_down = False
+        self._offline = False  # avtomatika_worker.testing: no Redis, no configuration needed
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -178,8 +180,8 @@ class Cancellations:
         """Whether `task_id` is cancelled; at most one Redis read per interval, False if Redis is down."""
         if self.is_cancelled(task_id):
             return True
-        if task_id in self._tracked and self._batching():
-            return False  # the batch loop reads this task's flag
+        if self._offline or (task_id in self._tracked and self._batching()):
+            return False  # offline, or the batch loop reads this task's flag
         now = self._clock()
         cached = self._direct.get(task_id)
         if cached is not None and now - cached[0] < self._interval():
@@ -192,6 +194,19 @@ class Cancellations:
         if flagged:
             self._cancel(task_id, "Redis flag", interrupt=False)
         return flagged
+
+    def report(self, task_id: str, source: str, *, interrupt: bool) -> None:
+        """Record that `task_id` was cancelled; `interrupt` also cancels its running handler."""
+        self._cancel(task_id, source, interrupt=interrupt)
+
+    @contextlib.contextmanager
+    def offline(self) -> Iterator[None]:
+        """Read no Redis flag while inside: only `report` cancels (avtomatika_worker.testing)."""
+        previous, self._offline = self._offline, True
+        try:
+            yield
+        finally:
+            self._offline = previous
 
     def _cancel(self, task_id: str, source: str, *, interrupt: bool) -> None:
         entry = self._tracked.get(task_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,15 @@ class RegisteredHandler:
             names = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
             accepted = frozenset(TASK_KWARGS) & names
         return cls(name=name, func=func, accepted_kwargs=accepted)
+
+
+def check_fraction(fraction: Any) -> None:
+    """Raise ValueError unless `fraction` is a progress fraction: a finite number from 0 to 1."""
+    number = isinstance(fraction, int | float) and not isinstance(fraction, bool)
+    if not (number and math.isfinite(fraction) and 0 <= fraction <= 1):
+        raise ValueError(
+            f"send_progress(fraction={fraction!r}): fraction must be a number from 0 to 1, e.g. 0.4"
+        )
 
 
 async def _no_progress(fraction: float, message: str = "") -> None:

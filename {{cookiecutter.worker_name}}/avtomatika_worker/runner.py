@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from ._logging import task_context
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .errors import TransportError
-from .executor import Outcome, RegisteredHandler, execute, failure
+from .executor import Outcome, RegisteredHandler, check_fraction, execute, failure
 from .ratelimit import EVENT
 from .results import ResultSender
 from .tasks import Refusal
@@ -172,10 +171,7 @@ class TaskRunner:
 
         async def send_progress(fraction: float, message: str = "") -> None:
             """Report progress (0.0 to 1.0) to the orchestrator; best effort, network errors are logged."""
-            if not _is_fraction(fraction):
-                raise ValueError(
-                    f"send_progress(fraction={fraction!r}): fraction must be a number from 0 to 1, e.g. 0.4"
-                )
+            check_fraction(fraction)
             if client.budget.delay(EVENT) > 0:
                 logger.debug("progress %.2f not sent: the event rate-limit window is full", fraction)
                 return
@@ -215,11 +211,6 @@ class TaskRunner:
         for run in list(self._runs):
             run.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
-
-
-def _is_fraction(value: Any) -> bool:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and math.isfinite(value) and 0 <= value <= 1
 
 
 def _now() -> float:

@@ -1,26 +1,16 @@
-"""Shared fixtures: a real Redis server and the mock orchestrator on loopback."""
+"""Shared fixtures: a real Redis and the mock orchestrator on loopback."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 from mock_support import FakeClock, mock_client
+from services import PROJECT_ROOT, RedisServer, free_port
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["PROJECT_ROOT", "free_port"]  # still imported from here by tests/e2e
 
 
 def skip_or_fail(reason: str) -> None:
@@ -32,28 +22,13 @@ def skip_or_fail(reason: str) -> None:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """Start a throw-away redis-server on a free loopback port and yield its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """A throw-away real Redis (redis-server, else the compose stack's image in Docker); never skips."""
+    server = RedisServer()
+    server.start()
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # wait on the server's own readiness line, not on a timer
-            if "Ready to accept connections" in line:
-                break
-        else:
-            pytest.fail(f"redis-server exited with code {proc.wait()}")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 FAILED_KEY = pytest.StashKey[bool]()

@@ -5,8 +5,6 @@ in front of it, and small waiting helpers (no fixed sleeps: conditions are polle
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +21,6 @@ WORKER_TOKEN = "runtime-worker-token-5f2c"
 CLIENT_TOKEN = "runtime-client-token"
 WORKER_ID = "runtime-worker-01"
 FAST_BACKOFF = Backoff(base=0.01, cap=0.05)
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    """Wait until `predicate()` holds, failing after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 async def start_mock(port: int = 0, poll_hold: float = 30.0, **options: Any) -> tuple[TestServer, str]:

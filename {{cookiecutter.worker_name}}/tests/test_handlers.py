@@ -1,77 +1,74 @@
-"""The handlers in my_worker.py, called directly (no orchestrator, no Docker)."""
+"""The handlers in my_worker.py, run as the worker runs them: no orchestrator, no Redis, no Docker."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import AsyncIterator
-from types import ModuleType
+from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
-TASK_KWARGS = dict(task_id="task-test", job_id="job-test", priority=0)
-
-
-class ProgressLog:
-    """A `send_progress` that records every report."""
-
-    def __init__(self) -> None:
-        self.reports: list[tuple[float, str]] = []
-
-    async def __call__(self, fraction: float, message: str = "") -> None:
-        self.reports.append((fraction, message))
+from avtomatika_worker.testing import TaskRun
+from my_worker import worker
 
 
-@pytest.fixture
-async def handlers(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModuleType]:
-    """my_worker, freshly imported with a configuration that points at a real Redis."""
-    monkeypatch.setenv("ORCHESTRATOR_URL", "http://127.0.0.1:9")  # never contacted by these tests
-    monkeypatch.setenv("WORKER_TOKEN", "unit-test-token")
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    import my_worker
-
-    module = importlib.reload(my_worker)
-    yield module
-    await module.worker.stop()
+async def test_items_in_stock_succeed_with_their_stock_levels() -> None:
+    result = await TaskRun(worker, "check_inventory")({"items": ["apple", "pear"]})
+    assert result == {"status": "success", "data": {"items_checked": 2, "in_stock": {"apple": 12, "pear": 5}}}
 
 
-async def test_items_in_stock_succeed_with_their_stock_levels(handlers: ModuleType) -> None:
-    result = await handlers.check_inventory({"items": ["apple", "pear"]}, **TASK_KWARGS)
-    assert result == dict(status="success", data=dict(items_checked=2, in_stock=dict(apple=12, pear=5)))
-
-
-async def test_an_unavailable_item_gives_the_out_of_stock_status(handlers: ModuleType) -> None:
-    result = await handlers.check_inventory({"items": ["apple", "plum", "kiwi"]}, **TASK_KWARGS)
-    assert result == dict(status="out_of_stock", data=dict(missing_items=["plum", "kiwi"]))
+async def test_an_unavailable_item_gives_the_out_of_stock_status() -> None:
+    result = await TaskRun(worker, "check_inventory")({"items": ["apple", "plum", "kiwi"]})
+    assert result == {"status": "out_of_stock", "data": {"missing_items": ["plum", "kiwi"]}}
 
 
 @pytest.mark.parametrize("params", [{}, {"items": []}, {"items": "apple"}, {"items": [1]}])
-async def test_malformed_items_are_an_invalid_input_failure(handlers: ModuleType, params: dict) -> None:
-    result = await handlers.check_inventory(params, **TASK_KWARGS)
+async def test_malformed_items_are_an_invalid_input_failure(params: dict[str, Any]) -> None:
+    result = await TaskRun(worker, "check_inventory")(params)
     assert result["status"] == "failure"
     assert result["error"]["code"] == "INVALID_INPUT_ERROR"
     assert "params.items" in result["error"]["message"]
 
 
-async def test_long_task_runs_all_steps_and_reports_progress_before_each(handlers: ModuleType) -> None:
-    progress = ProgressLog()
-    result = await handlers.long_running_task(
-        {"steps": 3, "step_seconds": 0}, task_id="task-test", send_progress=progress
-    )
-    assert result == dict(status="success", data=dict(completed_steps=3))
-    assert progress.reports == [(0.0, "step 1 of 3"), (1 / 3, "step 2 of 3"), (2 / 3, "step 3 of 3")]
+async def test_long_task_runs_all_steps_and_reports_progress_before_each() -> None:
+    run = TaskRun(worker, "long_running_task")
+    result = await run({"steps": 3, "step_seconds": 0})
+    assert result == {"status": "success", "data": {"completed_steps": 3}}
+    assert run.progress == [(0.0, "step 1 of 3"), (1 / 3, "step 2 of 3"), (2 / 3, "step 3 of 3")]
 
 
-async def test_long_task_stops_when_the_orchestrator_sets_the_cancel_flag(
-    handlers: ModuleType, redis_url: str
-) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    # What the orchestrator writes on cancel (avtomatika engine.py cancel_job: SET ... EX 3600).
-    await client.set("orchestrator:task_cancel:task-test", "1", ex=3600)
-    await client.aclose()
-    progress = ProgressLog()
-    result = await handlers.long_running_task(
-        {"steps": 3, "step_seconds": 0}, task_id="task-test", send_progress=progress
-    )
-    assert result == dict(status="cancelled", data=dict(completed_steps=0))
-    assert progress.reports == []
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"steps": "3"}, "params.steps"),
+        ({"steps": 0}, "params.steps"),
+        ({"step_seconds": -1}, "params.step_seconds"),
+    ],
+)
+async def test_bad_step_settings_are_an_invalid_input_failure(params: dict[str, Any], field: str) -> None:
+    result = await TaskRun(worker, "long_running_task")(params)
+    assert result["error"]["code"] == "INVALID_INPUT_ERROR"
+    assert field in result["error"]["message"]
+
+
+async def test_long_task_stops_when_the_orchestrator_cancels_it() -> None:
+    run = TaskRun(worker, "long_running_task")
+    run.cancel()  # as the orchestrator's Redis flag does; the handler sees it at its next check
+    result = await run({"steps": 3, "step_seconds": 0})
+    assert result == {"status": "cancelled", "data": {"completed_steps": 0}}
+    assert run.progress == []
+
+
+async def test_long_task_cancelled_midway_reports_the_steps_it_completed() -> None:
+    def cancel_at_second_report(run: TaskRun) -> None:
+        if len(run.progress) == 2:
+            run.cancel()
+
+    run = TaskRun(worker, "long_running_task", on_progress=cancel_at_second_report)
+    assert await run({"steps": 5, "step_seconds": 0}) == {
+        "status": "cancelled",
+        "data": {"completed_steps": 2},
+    }
+
+
+async def test_long_task_interrupted_over_websocket_ends_cancelled() -> None:
+    run = TaskRun(worker, "long_running_task", on_progress=lambda run: run.cancel(interrupt=True))
+    assert await run({"steps": 5, "step_seconds": 60}) == {"status": "cancelled"}

@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 from mock_support import seal
+from services import free_port, wait_until
 
 from mock_orchestrator.address import dashboard_url
 from mock_orchestrator.cli_format import human_duration
-
-from conftest import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TOKEN = "cli-test-client-token"
@@ -48,15 +47,6 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k not in OWN_VARIABLES}
     env.update(PYTHONPATH=str(PROJECT_ROOT), PYTHONDONTWRITEBYTECODE="1", **extra)
     return env
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = STARTUP_TIMEOUT) -> None:
-    """Re-check ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def get_json(url: str, token: str = CLIENT_TOKEN) -> Any:

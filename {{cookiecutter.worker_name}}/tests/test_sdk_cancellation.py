@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
+from services import RedisServer, free_port
 
 from avtomatika_worker.cancellation import CANCEL_KEY_PREFIX, Cancellations, RecentIds
 from avtomatika_worker.config import WorkerConfig
@@ -44,29 +42,6 @@ def make_config(redis_url: str) -> WorkerConfig:
         redis_url=redis_url,
         cancel_check_interval=INTERVAL,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_redis(port: int) -> subprocess.Popen[str]:
-    """Start redis-server on `port` and return once it accepts connections."""
-    binary = shutil.which("redis-server")
-    assert binary is not None, "the redis_url fixture skips without redis-server"
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "Ready to accept connections" in line:
-            return proc
-    raise AssertionError(f"redis-server exited with code {proc.wait()}")
 
 
 class Ticker:
@@ -181,20 +156,18 @@ async def test_untracked_task_is_read_at_most_once_per_interval(
 
 
 async def test_redis_outage_reads_not_cancelled_warns_once_and_recovers(
-    redis_url: str, caplog: pytest.LogCaptureFixture, runs: list[asyncio.Task[None]]
+    caplog: pytest.LogCaptureFixture, runs: list[asyncio.Task[None]]
 ) -> None:
-    del redis_url  # requested for its skip/fail policy: this test runs its own server to stop it
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    server = start_redis(port)
+    server = RedisServer()  # its own server, to stop it and start it again on the same port
+    url = server.url
+    server.start()
     ticker = Ticker()
     cancellations = Cancellations(lambda: make_config(url), sleep=ticker.sleep)
     cancellations.track("task-1", "job-1", spawn_run(runs))
     await cancellations.start(None)
     try:
         await ticker.tick()
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
         with caplog.at_level(logging.INFO, logger="avtomatika_worker"):
             for _ in range(3):
                 await ticker.tick()
@@ -204,7 +177,7 @@ async def test_redis_outage_reads_not_cancelled_warns_once_and_recovers(
             assert len(warnings) == 1, [r.getMessage() for r in warnings]
             assert "cannot reach Redis" in warnings[0].getMessage()
 
-            server = start_redis(port)
+            server.start()
             admin = aioredis.Redis.from_url(url)
             try:
                 await admin.set(CANCEL_KEY_PREFIX + "task-1", "1")
@@ -215,8 +188,7 @@ async def test_redis_outage_reads_not_cancelled_warns_once_and_recovers(
         assert any("reachable again" in r.getMessage() for r in caplog.records)
     finally:
         await cancellations.stop()
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
 
 
 async def test_unreachable_redis_warning_hides_credentials(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,11 @@ from sdk_faults import (
     ControlClient,
     Fault,
     FaultProxy,
-    eventually,
     make_worker,
     start_mock,
     worker_config,
 )
+from services import eventually, free_port
 
 from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Wiring, Worker, health
 from avtomatika_worker.ratelimit import RateLimits
@@ -52,12 +51,6 @@ async def stack(mock_url: str, control: ControlClient) -> AsyncIterator[Stack]:
     server, proxy_url = await proxy.start()
     yield control, proxy, proxy_url
     await server.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_worker_started_before_the_orchestrator_registers_once_it_comes_up(tmp_path: Path) -> None:

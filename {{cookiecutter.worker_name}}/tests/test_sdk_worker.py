@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from services import eventually
 
 from avtomatika_worker import Backoff, RegistrationError, Wiring, Worker, WorkerConfig
 from avtomatika_worker.ratelimit import RateLimits
@@ -24,16 +25,6 @@ from avtomatika_worker.signing import sign
 TOKEN = "fake-worker-token"
 WORKER_ID = "fake-worker-01"
 Reply = tuple[int, Any]  # (HTTP status, JSON body); body None with 200 means the literal null
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until `predicate()` holds, failing after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

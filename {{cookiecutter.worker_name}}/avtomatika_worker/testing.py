@@ -1,0 +1,83 @@
+"""Run one task handler the way the worker runs it, with no orchestrator and no Redis: for handler tests.
+
+from avtomatika_worker.testing import TaskRun
+
+async def test_stock_is_checked() -> None:
+    result = await TaskRun(worker, "check_inventory")({"items": ["apple"]})
+    assert result == {"status": "success", "data": {...}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .executor import Outcome, check_fraction, execute
+from .typing import CANCELLED
+from .worker import Worker
+
+
+class TaskRun:
+    """One task of `worker`: call it with the params; it records progress and can be cancelled."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        task_type: str,
+        *,
+        job_id: str = "job-test",
+        priority: float = 0,
+        deadline: float | None = None,
+        on_progress: Callable[[TaskRun], None] | None = None,
+    ) -> None:
+        if task_type not in worker.skills:
+            known = ", ".join(worker.skills) or "none"
+            raise KeyError(f"no handler for task type {task_type!r} (registered: {known})")
+        self.worker = worker
+        self.task_type = task_type
+        # Unique per run: a cancellation of one run must not leak into the next.
+        self.task_id = f"task-{uuid.uuid4()}"
+        self.job_id = job_id
+        self.priority = priority
+        self.deadline = deadline
+        self.progress: list[tuple[float, str]] = []
+        self._on_progress = on_progress  # e.g. to cancel the task after its second report
+
+    def cancel(self, *, interrupt: bool = False) -> None:
+        """Cancel the task, before or while it runs: as the orchestrator's Redis flag does
+        (`check_for_cancellation` answers True), or with `interrupt=True` as its WebSocket command does
+        (the handler gets `asyncio.CancelledError`)."""
+        self.worker._cancellations.report(self.task_id, "TaskRun.cancel()", interrupt=interrupt)
+
+    async def send_progress(self, fraction: float, message: str = "") -> None:
+        """Record a progress report (checked as the worker checks it)."""
+        check_fraction(fraction)
+        self.progress.append((fraction, str(message)))
+        if self._on_progress is not None:
+            self._on_progress(self)
+
+    async def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Run the handler; return the result the worker would report: `status`, and `data` or `error`."""
+        task = {
+            "task_id": self.task_id,
+            "job_id": self.job_id,
+            "type": self.task_type,
+            "params": params,
+            "priority": self.priority,
+            "deadline": self.deadline,
+        }
+        # The SDK's own test seam: it reaches into the worker so that user tests never have to.
+        cancellations = self.worker._cancellations
+        with cancellations.offline():
+            run = asyncio.create_task(
+                execute(self.worker._handlers[self.task_type], task, self.send_progress)
+            )
+            cancellations.track(self.task_id, self.job_id, run)
+            try:
+                await asyncio.wait({run})
+            finally:
+                cancellations.untrack(self.task_id)
+        outcome = Outcome(status=CANCELLED) if run.cancelled() else run.result()
+        return outcome.to_message()
