@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -158,9 +159,7 @@ class OrchestratorClient:
                 raise OrchestratorRejectedError(exc.status, exc.message) from exc
             raise OrchestratorUnavailableError(f"GET {path} (WebSocket) failed: {exc}", exc.status) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise OrchestratorUnavailableError(
-                f"GET {path} (WebSocket) failed: {exc or type(exc).__name__}"
-            ) from exc
+            raise OrchestratorUnavailableError(_failed(f"GET {path} (WebSocket)", exc)) from exc
         finally:
             self.budget.release(WEBSOCKET)
 
@@ -224,9 +223,7 @@ class OrchestratorClient:
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             self._observe(False)
-            raise OrchestratorUnavailableError(
-                f"{method} {path} failed: {exc or type(exc).__name__}"
-            ) from exc
+            raise OrchestratorUnavailableError(_failed(f"{method} {path}", exc)) from exc
         finally:
             self.budget.release(kind)
             self.watch.finish(pending, empty_poll=kind == POLL and status == 204)
@@ -265,3 +262,15 @@ class OrchestratorClient:
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return headers.get(name) if headers is not None else None
+
+
+def _failed(request: str, exc: BaseException) -> str:
+    """What went wrong with `request`, with a hint when the orchestrator's host name does not resolve."""
+    text = f"{request} failed: {exc or type(exc).__name__}"
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror):
+        # Typically a compose service name (mock-orchestrator) used by a worker started outside Docker.
+        text += (
+            f"; the host name {exc.host!r} of ORCHESTRATOR_URL does not resolve here: outside Docker, "
+            "point ORCHESTRATOR_URL at a published port, e.g. http://localhost:8080"
+        )
+    return text

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,32 @@ async def test_worker_started_before_the_orchestrator_registers_once_it_comes_up
     finally:
         starting.cancel()
         await asyncio.gather(starting, return_exceptions=True)
+
+
+async def test_an_orchestrator_host_that_does_not_resolve_is_named_with_a_hint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tried = asyncio.Event()
+
+    async def note_retry(seconds: float) -> None:
+        tried.set()
+        await asyncio.sleep(seconds)
+
+    wiring = Wiring(backoff=Backoff(base=0.01, cap=0.05, sleep=note_retry))
+    # A compose service name (.invalid: never resolves anywhere), as a worker run outside Docker sees it.
+    worker = make_worker("http://mock-orchestrator.invalid:8080", tmp_path, wiring=wiring)
+    with caplog.at_level(logging.WARNING, logger="avtomatika_worker"):
+        starting = asyncio.create_task(worker.start())
+        try:
+            await asyncio.wait_for(tried.wait(), 30)
+        finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await worker.stop()
+    assert (
+        "the host name 'mock-orchestrator.invalid' of ORCHESTRATOR_URL does not resolve here" in caplog.text
+    )
+    assert "e.g. http://localhost:8080" in caplog.text
 
 
 async def test_503_and_429_bursts_are_retried_and_the_task_completes(stack: Stack, tmp_path: Path) -> None:
