@@ -84,6 +84,7 @@ class Runtime:
         self.poller = Poller(
             self.client, self._slots, self.runner.spawn, wiring.backoff, self.heartbeater.wake,
             secret=config.orchestrator_secret_key, refuse=self.runner.refuse, on_task=self.heartbeater.nudge,
+            max_polls=config.max_concurrent_tasks,
         )  # fmt: skip
 
     @property

@@ -110,6 +110,8 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     seen: list[tuple[str, str, int, Any]] = field(default_factory=list)  # method, path, status, body
     broken: bool = False  # answer everything with 503 (the orchestrator is "down")
+    open_polls: int = 0  # task polls in flight now
+    peak_polls: int = 0  # the most task polls ever in flight at once
 
     def bodies(self, method: str, path_end: str) -> list[Any]:
         """JSON bodies of the requests seen (faulty or forwarded)."""
@@ -127,6 +129,16 @@ class FaultProxy:
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not request.path.endswith("/tasks/next"):
+            return await self._handle(request)
+        self.open_polls += 1
+        self.peak_polls = max(self.peak_polls, self.open_polls)
+        try:
+            return await self._handle(request)
+        finally:
+            self.open_polls -= 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = await request.json() if raw else None
         fault = Fault(request.method, request.path, 1) if self.broken else self._fault_for(request)

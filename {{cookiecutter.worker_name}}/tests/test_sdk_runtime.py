@@ -115,6 +115,40 @@ async def test_an_orchestrator_host_that_does_not_resolve_is_named_with_a_hint(
     assert "e.g. http://localhost:8080" in caplog.text
 
 
+async def test_a_busy_worker_polls_for_its_free_slots_in_parallel_and_an_idle_one_holds_one_poll(
+    tmp_path: Path,
+) -> None:
+    server, mock_url = await start_mock(poll_hold=0.5)
+    proxy = FaultProxy(mock_url)
+    proxy_server, url = await proxy.start()
+    session = aiohttp.ClientSession(base_url=mock_url, headers={"X-Client-Token": CLIENT_TOKEN})
+    worker = make_worker(url, tmp_path, max_concurrent_tasks=4)
+    release, running = asyncio.Event(), []
+
+    @worker.task("hold")
+    async def hold(params: dict[str, Any]) -> dict[str, Any]:
+        running.append(params)
+        await release.wait()
+        return {}
+
+    control = ControlClient(session)
+    try:
+        task_ids = [await control.submit("hold", {"n": n}) for n in range(8)]
+        await worker.start()
+        await eventually(lambda: len(running) == 4, what="all four slots busy")
+        assert proxy.peak_polls >= 2  # one poll at a time would leave slots waiting a round trip each
+        release.set()
+        for task_id in task_ids:
+            assert (await control.finished(task_id))["status"] == "success"
+        # Once the queue is empty the extra polls end at their first empty reply: one long poll remains.
+        await eventually(lambda: proxy.open_polls == 1, what="a single open poll")
+    finally:
+        await worker.stop()
+        await session.close()
+        await proxy_server.close()
+        await server.close()
+
+
 async def test_503_and_429_bursts_are_retried_and_the_task_completes(stack: Stack, tmp_path: Path) -> None:
     control, proxy, url = stack
     proxy.faults += [
