@@ -19,7 +19,7 @@ async def check_inventory(params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
         # Bad input fails the job at once (INVALID_INPUT_ERROR): a retry would fail the same way.
         raise InvalidInputError(
-            f'params.items must be a non-empty list of item names, got {items!r}; e.g. {{"items": ["apple"]}}'
+            f'params.items must be a non-empty list of item names like ["apple", "pear"], got {items!r}'
         )
     missing = [item for item in items if STOCK.get(item, 0) <= 0]
     if missing:
@@ -37,12 +37,10 @@ async def long_running_task(
     steps = params.get("steps", 10)
     step_seconds = params.get("step_seconds", 1.0)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise InvalidInputError(
-            f'params.steps must be a whole number >= 1, got {steps!r}; e.g. {{"steps": 10}}'
-        )
+        raise InvalidInputError(f"params.steps must be a whole number of at least 1, like 10, got {steps!r}")
     if not isinstance(step_seconds, int | float) or isinstance(step_seconds, bool) or step_seconds < 0:
         raise InvalidInputError(
-            f'params.step_seconds must be a number >= 0, got {step_seconds!r}; e.g. {{"step_seconds": 0.5}}'
+            f"params.step_seconds must be a number of seconds of at least 0, like 0.5, got {step_seconds!r}"
         )
     for done in range(steps):
         # The Redis flag; a WebSocket cancel interrupts the sleep below instead (asyncio.CancelledError).
