@@ -2,6 +2,10 @@
 
 The secrets are generated here, at run time, and written only to ``.env`` (mode 0600): they never
 enter the cookiecutter context, the replay file, this rendered script or any other file.
+
+Only what the template made is removed: a disabled option removes the template's own files for it (never
+the rest of ``.github/`` or a user's file at the same path), and caches are removed only where the template
+tree itself holds them (never a user's ``.venv`` or their own caches).
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ PLACEHOLDERS = {
     "CLIENT_TOKEN": "change-me-client-token",
 }
 CACHE_DIRS = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+# Keep in step with OPTIONAL_FILES and KEPT_DIR in pre_gen_project.py (a test checks both).
+OPTIONAL_FILES = {
+    "github_actions": (".github/workflows/ci.yml", ".github/dependabot.yml"),
+    "pre_commit": (".pre-commit-config.yaml",),
+}
+KEPT_DIR = ".cookiecutter-kept"
 
 
 class HookError(Exception):
@@ -27,11 +37,14 @@ class HookError(Exception):
 def read_options() -> dict[str, object]:
     """The options this hook acts on, decoded from JSON (never pasted into this source as code)."""
     # Keep r''': tojson escapes every ' so no answer can close this string.
+    # _repo_dir and _output_dir are absent when cruft renders (it calls cookiecutter's parts directly).
     # fmt: off
     options: dict[str, object] = json.loads(
         r'''{{ {
             "github_actions": cookiecutter.github_actions,
             "pre_commit": cookiecutter.pre_commit,
+            "repo_dir": cookiecutter._repo_dir | default(""),
+            "output_dir": cookiecutter._output_dir | default(""),
         } | tojson }}'''
     )
     # fmt: on
@@ -60,6 +73,7 @@ def write_private(path: Path, text: str) -> None:
 
 
 def write_env(project: Path) -> None:
+    """Write ``.env`` from ``.env.example`` with fresh tokens, unless the project already has one."""
     example = project / ".env.example"
     if not example.is_file():
         raise HookError(".env.example is missing from the generated project")
@@ -71,31 +85,109 @@ def write_env(project: Path) -> None:
     write_private(env, fill_secrets(example.read_text(encoding="utf-8"), tokens))
 
 
+def prune_empty_dirs(project: Path, rels: list[str]) -> None:
+    """Remove the parents of ``rels`` (deepest first) that are now empty; never ``project`` itself."""
+    parents = {parent for rel in rels for parent in (project / rel).parents if project in parent.parents}
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
 def remove_disabled(project: Path, options: dict[str, object]) -> None:
-    if options["github_actions"] is not True:
-        shutil.rmtree(project / ".github", ignore_errors=True)
-    if options["pre_commit"] is not True:
-        (project / ".pre-commit-config.yaml").unlink(missing_ok=True)
+    """Remove the template's files of each disabled option; keep a user's file at the same path.
+
+    The rule: the pre-gen hook moved any file already at one of these paths into KEPT_DIR before
+    generation. If it is byte-identical to what this bake generated, it is the template's (an earlier
+    bake's) and goes; otherwise it is the user's and is put back unchanged. Nothing else is touched,
+    and ``.github/`` is removed only if that leaves it empty.
+    """
+    removed = [rel for option, rels in OPTIONAL_FILES.items() if options[option] is not True for rel in rels]
+    for rel in removed:
+        generated, kept = project / rel, project / KEPT_DIR / rel
+        if kept.is_file() and not (generated.is_file() and generated.read_bytes() == kept.read_bytes()):
+            kept.replace(generated)
+        else:
+            generated.unlink(missing_ok=True)
+    shutil.rmtree(project / KEPT_DIR, ignore_errors=True)
+    prune_empty_dirs(project, removed)
 
 
-def remove_caches(project: Path) -> None:
-    """Drop caches a template developer's local runs may have left in the template tree."""
-    for path in sorted(project.rglob("*"), reverse=True):
-        if path.is_dir() and path.name in CACHE_DIRS:
-            shutil.rmtree(path)
-        elif path.is_file() and path.suffix in (".pyc", ".pyo"):
-            path.unlink()
+def template_root(repo_dir: str) -> Path | None:
+    """The template dir as an absolute path: cookiecutter passes a local template as typed (e.g. ".")."""
+    if not repo_dir:
+        return None
+    candidates = [Path(repo_dir)]
+    if not Path(repo_dir).is_absolute():
+        try:  # cookiecutter runs hooks from inside the template dir (work_in(repo_dir))
+            candidates = [Path(os.readlink(f"/proc/{os.getppid()}/cwd"))]
+        except OSError:
+            candidates = []
+        candidates.append(Path(os.environ.get("PWD", "/nonexistent")) / repo_dir)
+    found = [c for c in candidates if (c / "cookiecutter.json").is_file()]
+    return found[0].resolve() if found else None
+
+
+def project_template(repo_dir: str) -> Path | None:
+    """The template's project folder (the one named after ``cookiecutter.worker_name``), if known."""
+    root = template_root(repo_dir)
+    if root is None:
+        return None
+    found = [p for p in root.iterdir() if p.is_dir() and "cookiecutter." in p.name]
+    return found[0] if len(found) == 1 else None
+
+
+def template_cache_files(template: Path) -> list[str]:
+    """Relative paths of the cache and bytecode files in the template tree (a developer's leftovers)."""
+    return sorted(
+        p.relative_to(template).as_posix()
+        for p in template.rglob("*")
+        if p.is_file()
+        and (set(p.relative_to(template).parts) & set(CACHE_DIRS) or p.suffix in (".pyc", ".pyo"))
+    )
+
+
+def remove_caches(project: Path, template: Path | None) -> None:
+    """Remove exactly the cache files copied from the template tree, and cache dirs left empty.
+
+    Without the template dir (cruft renders from a git checkout, which holds no caches) nothing is removed.
+    """
+    if template is None:
+        return
+    rels = template_cache_files(template)
+    for rel in rels:
+        (project / rel).unlink(missing_ok=True)
+    prune_empty_dirs(project, rels)
+
+
+def next_steps(project: Path) -> str:
+    """What to run after a successful bake (at most 6 lines)."""
+    start = os.environ.get("PWD", "")
+    folder = os.path.relpath(project, start) if start and Path(start).is_dir() else str(project)
+    if folder.startswith(".."):
+        folder = str(project)
+    return "\n".join(
+        [
+            f"Created {project.name}. Next:",
+            f"  cd {folder}",
+            "  docker compose up --build                  # Redis, mock orchestrator and your worker",
+            "  python3 -m mock_orchestrator.cli dashboard # in a second terminal: the dashboard link",
+            "  make test                                  # unit tests, no Docker needed",
+        ]
+    )
 
 
 def main() -> int:
     project = Path.cwd()
+    options = read_options()
+    remove_disabled(project, options)  # first: it also puts the user's kept files back
     try:
         write_env(project)
     except HookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    remove_disabled(project, read_options())
-    remove_caches(project)
+    remove_caches(project, project_template(str(options["repo_dir"])))
+    if options["output_dir"]:  # not under cruft, whose update and diff bake into temp dirs
+        print(next_steps(project))
     return 0
 
 

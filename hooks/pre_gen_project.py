@@ -1,19 +1,41 @@
-"""Validate every cookiecutter answer before anything is generated.
+"""Validate every cookiecutter answer before anything is generated, and keep the user's own files safe.
 
 The answers are read only through Jinja's ``tojson`` filter and ``json.loads``: ``tojson`` escapes
 quotes (``'`` becomes ``\\u0027``), so no answer can close the raw string below or become Python code.
+
+What the user sees on a bad answer: one ``error:`` line per bad answer (field, value, rule, example), then
+one ``retry:`` line, all on stderr. cookiecutter 2.7's CLI then always logs its own traceback of the
+FailedHookException (``hooks.run_hook_from_repo_dir`` calls ``logger.exception``; a hook cannot stop
+that) and ends with ``Hook script failed (exit status: 1)``: our lines stay the first ones printed.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import re
+import shlex
 import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 MIN_COOKIECUTTER = (2, 7)
+# Template files an option can switch off (the post-gen hook removes them when it is off).
+OPTIONAL_FILES = {
+    "github_actions": (".github/workflows/ci.yml", ".github/dependabot.yml"),
+    "pre_commit": (".pre-commit-config.yaml",),
+}
+# Where pre-gen moves a file a disabled option would overwrite; post-gen restores it unless it is ours.
+KEPT_DIR = ".cookiecutter-kept"
+# cookiecutter CLI options that take a value (so the next word is not a key=value answer).
+VALUE_OPTIONS = {"-c", "--checkout", "--directory", "--replay-file", "-o", "--output-dir"}
+VALUE_OPTIONS |= {"--config-file", "--debug-file", "--accept-hooks"}
+# Built by concatenation: this file is rendered by Jinja, where these literals would be syntax.
+RAW_OPEN, RAW_CLOSE = "{" + "% raw %}", "{" + "% endraw %}"
+JINJA_MARKERS = ("{" + "{", "{" + "%", "{" + "#")
 
 
 def read_answers() -> dict[str, object]:
@@ -26,6 +48,7 @@ def read_answers() -> dict[str, object]:
             "worker_type": cookiecutter.worker_type,
             "description": cookiecutter.description,
             "author": cookiecutter.author,
+            "license": cookiecutter.license,
             "python_version": cookiecutter.python_version,
             "websocket_cancellation": cookiecutter.websocket_cancellation,
             "github_actions": cookiecutter.github_actions,
@@ -34,6 +57,20 @@ def read_answers() -> dict[str, object]:
     )
     # fmt: on
     return answers
+
+
+def read_run() -> dict[str, str]:
+    """How cookiecutter was run: template as typed, output and template dirs (absent under cruft)."""
+    # fmt: off
+    run: dict[str, str] = json.loads(
+        r'''{{ {
+            "template": cookiecutter._template | default(""),
+            "output_dir": cookiecutter._output_dir | default(""),
+            "repo_dir": cookiecutter._repo_dir | default(""),
+        } | tojson }}'''
+    )
+    # fmt: on
+    return run
 
 
 def matches(pattern: str, min_len: int, max_len: int) -> Callable[[object], bool]:
@@ -62,6 +99,8 @@ class Rule:
     example: str
 
 
+BOOL_RULE = "answer a boolean (true/false, yes/no, 1/0, on/off)"
+LICENSES = ("MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary")
 RULES: dict[str, Rule] = {
     "worker_name": Rule(
         matches(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", 2, 64),
@@ -83,35 +122,28 @@ RULES: dict[str, Rule] = {
         "use one line of 1-100 characters (not blank, no line breaks or control characters)",
         "Jane Doe <jane@example.com>",
     ),
+    "license": Rule(lambda v: v in LICENSES, "choose one of " + ", ".join(LICENSES), "MIT"),
     "python_version": Rule(
         lambda v: v in ("3.11", "3.12", "3.13"),
         "choose one of 3.11, 3.12, 3.13",
         "3.12",
     ),
-    "websocket_cancellation": Rule(
-        is_bool,
-        "answer a boolean (true/false, yes/no, 1/0, on/off)",
-        "true",
-    ),
-    "github_actions": Rule(
-        is_bool,
-        "answer a boolean (true/false, yes/no, 1/0, on/off)",
-        "false",
-    ),
-    "pre_commit": Rule(
-        is_bool,
-        "answer a boolean (true/false, yes/no, 1/0, on/off)",
-        "true",
-    ),
+    "websocket_cancellation": Rule(is_bool, BOOL_RULE, "true"),
+    "github_actions": Rule(is_bool, BOOL_RULE, "false"),
+    "pre_commit": Rule(is_bool, BOOL_RULE, "true"),
 }
+
+
+def bad_answers(answers: dict[str, object]) -> list[str]:
+    """The names of the answers that break their rule, in prompt order."""
+    return [name for name, rule in RULES.items() if not rule.check(answers.get(name))]
 
 
 def validate(answers: dict[str, object]) -> list[str]:
     """One error message per bad answer: variable, value (repr), rule and a valid example."""
     return [
-        f"error: {name}={answers.get(name)!r} is invalid: {rule.rule}. Example: {rule.example}"
-        for name, rule in RULES.items()
-        if not rule.check(answers.get(name))
+        f"error: {name}={answers.get(name)!r} is invalid: {RULES[name].rule}. Example: {RULES[name].example}"
+        for name in bad_answers(answers)
     ]
 
 
@@ -121,10 +153,11 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 
 def check_cookiecutter_version(version: str) -> list[str]:
+    """An error if cookiecutter is older than MIN_COOKIECUTTER (its answers cannot be trusted then)."""
     if version_tuple(version) >= MIN_COOKIECUTTER:
         return []
     message = f"error: cookiecutter {version!r} is too old: this template needs cookiecutter >= 2.7."
-    return [f'{message} Example: pip install -U "cookiecutter>=2.7"']
+    return [f'{message} Fix: pip install -U "cookiecutter>=2.7", then run the same command again']
 
 
 def installed_cookiecutter_version() -> str:
@@ -135,11 +168,133 @@ def installed_cookiecutter_version() -> str:
     return str(getattr(cookiecutter, "__version__", "0"))
 
 
+def cli_answers(argv: list[str]) -> list[tuple[str, str]]:
+    """The ``key=value`` words of a cookiecutter command line; [] if argv is not cookiecutter's."""
+    # `cookiecutter ...` runs as `python /path/bin/cookiecutter ...`; or `python [flags] -m cookiecutter ...`.
+    names = [Path(word).name for word in argv[:2]]
+    module = argv.index("-m") + 1 if "-m" in argv[:-1] else 0
+    if "cookiecutter" in names:
+        start = names.index("cookiecutter")
+    elif module and argv[module] == "cookiecutter":
+        start = module
+    else:
+        return []
+    answers, skip = [], False
+    for word in argv[start + 1 :]:
+        if skip:
+            skip = False
+        elif word in VALUE_OPTIONS:
+            skip = True
+        elif match := re.fullmatch(r"([A-Za-z_]\w*)=(.*)", word, flags=re.DOTALL):
+            answers.append((match.group(1), match.group(2)))
+    return answers
+
+
+def parent_argv() -> list[str]:
+    """The command line of the process that runs this hook (cookiecutter), from /proc; [] elsewhere."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]
+
+
+def check_unknown_keys(cli: list[tuple[str, str]]) -> list[str]:
+    """cookiecutter silently ignores a key the template does not ask for: name the mistyped ones."""
+    errors = []
+    for key, value in cli:
+        if key in RULES or key.startswith("_"):
+            continue
+        close = difflib.get_close_matches(key, list(RULES), n=1)
+        fix = f"did you mean {close[0]}={value!r}?" if close else "the questions are " + ", ".join(RULES)
+        errors.append(f"error: {key}={value!r} is not a question of this template (ignored). Fix: {fix}")
+    return errors
+
+
+def answer_word(name: str, value: object) -> str:
+    """``name=value`` as cookiecutter reads it back from a command line."""
+    if isinstance(value, bool):
+        return f"{name}={'yes' if value else 'no'}"
+    text = str(value)
+    if any(marker in text for marker in JINJA_MARKERS):
+        text = f"{RAW_OPEN}{text}{RAW_CLOSE}"  # cookiecutter renders command-line answers as Jinja
+    return f"{name}={text}"
+
+
+def template_root(repo_dir: str) -> Path | None:
+    """The template dir as an absolute path: cookiecutter passes a local template as typed (e.g. ".")."""
+    if not repo_dir:
+        return None
+    candidates = [Path(repo_dir)]
+    if not Path(repo_dir).is_absolute():
+        try:  # cookiecutter runs hooks from inside the template dir (work_in(repo_dir))
+            candidates = [Path(os.readlink(f"/proc/{os.getppid()}/cwd"))]
+        except OSError:
+            candidates = []
+        candidates.append(Path(os.environ.get("PWD", "/nonexistent")) / repo_dir)
+    found = [c for c in candidates if (c / "cookiecutter.json").is_file()]
+    return found[0].resolve() if found else None
+
+
+def template_defaults(repo_dir: str) -> dict[str, object]:
+    """The first answer of each question in the template's cookiecutter.json ({} if unreadable)."""
+    root = template_root(repo_dir)
+    try:
+        raw = json.loads((root / "cookiecutter.json").read_text(encoding="utf-8")) if root else {}
+    except (OSError, ValueError):
+        return {}
+    return {k: v[0] if isinstance(v, list) and v else v for k, v in raw.items() if k in RULES}
+
+
+def retry_command(answers: dict[str, object], bad: list[str], run: dict[str, str], overwrite: bool) -> str:
+    """A command that asks again with the valid answers as defaults (Enter keeps them)."""
+    words = ["cookiecutter", run.get("template") or "<template>"]
+    output_dir = run.get("output_dir", "")
+    if output_dir and output_dir != os.environ.get("PWD"):
+        words += ["--output-dir", output_dir]
+    if overwrite:
+        words.append("-f")
+    defaults = template_defaults(run.get("repo_dir", ""))
+    words += [
+        answer_word(name, answers[name])
+        for name in RULES
+        if name not in bad and name in answers and (name not in defaults or answers[name] != defaults[name])
+    ]
+    return "retry (your valid answers are the defaults; retype only the bad ones): " + shlex.join(words)
+
+
+def keep_user_files(project: Path, answers: dict[str, object]) -> None:
+    """Move aside existing files a disabled option would overwrite, for post-gen to judge.
+
+    cookiecutter ``-f`` overwrites every template file before post-gen removes the disabled ones, so a
+    user's own ``.pre-commit-config.yaml`` or workflow would be lost. Post-gen puts a kept file back
+    unless it is byte-identical to what the template generates (then it was ours, from an earlier bake).
+    """
+    for option, paths in OPTIONAL_FILES.items():
+        if answers.get(option) is True:
+            continue
+        for rel in paths:
+            source = project / rel
+            if source.is_file() and not (project / KEPT_DIR / rel).exists():
+                (project / KEPT_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
+                source.rename(project / KEPT_DIR / rel)
+
+
 def main() -> int:
-    errors = check_cookiecutter_version(installed_cookiecutter_version()) + validate(read_answers())
-    for message in errors:
-        print(message, file=sys.stderr)
-    return 1 if errors else 0
+    too_old = check_cookiecutter_version(installed_cookiecutter_version())
+    if too_old:  # an old cookiecutter passes answers differently: its "bad answers" would be false alarms
+        print(too_old[0], file=sys.stderr)
+        return 1
+    answers = read_answers()
+    project = Path.cwd()
+    errors = check_unknown_keys(cli_answers(parent_argv())) + validate(answers)
+    if errors:
+        overwrite = any(project.iterdir())  # a re-bake over an existing project needs -f again
+        retry = retry_command(answers, bad_answers(answers), read_run(), overwrite)
+        print("\n".join([*errors, retry]), file=sys.stderr)
+        return 1
+    keep_user_files(project, answers)
+    return 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ KEY_FILES = (
     ".gitignore",
     ".dockerignore",
     "README.md",
+    "LICENSE",
     "requirements.txt",
 )
 

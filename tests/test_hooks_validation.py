@@ -31,6 +31,7 @@ EXAMPLES = {
     "worker_type": "inventory-checker",
     "description": "An Avtomatika worker that checks warehouse inventory.",
     "author": "Jane Doe <jane@example.com>",
+    "license": "MIT",
     "python_version": "3.12",
     "websocket_cancellation": "true",
     "github_actions": "false",
@@ -189,6 +190,42 @@ def test_boolean_text_cookiecutter_cannot_convert_is_refused_before_generation(
 
 
 @pytest.mark.parametrize(
+    ("answer", "last_line"),
+    [
+        ("github_actions=maybe", "maybe provided for variable github_actions could not be converted"),
+        ("python_version=3.9", "3.9 provided for choice variable python_version, but the choices are"),
+    ],
+)
+def test_values_cookiecutter_refuses_itself_end_with_a_line_naming_the_variable(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path, answer: str, last_line: str
+) -> None:
+    # Documented limit (README): cookiecutter converts these before any template code runs.
+    result = cli(answer)
+    assert result.returncode != 0
+    assert last_line in result.stderr.strip().splitlines()[-1]
+    assert_nothing_generated(sandbox, tmp_path / "out")
+
+
+def test_literal_braces_on_the_command_line_pass_with_the_documented_raw_escape(
+    cli: Cli, tmp_path: Path
+) -> None:
+    result = cli("description=a {% raw %}{{{% endraw %} b")
+    assert result.returncode == 0, result.stderr
+    assert "a {{ b" in (tmp_path / "out" / EXAMPLES["worker_name"] / "README.md").read_text(encoding="utf-8")
+
+
+def test_license_outside_the_list_reaching_the_hook_is_rejected(
+    sandbox: Sandbox, tmp_path: Path, default_replay: dict[str, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    with pytest.raises(FailedHookException):
+        replay_with(sandbox, tmp_path, default_replay, license="GPL-3.0")
+    rule = "choose one of MIT, Apache-2.0, BSD-3-Clause, Proprietary"
+    assert expected_message("license", "GPL-3.0", rule) in capfd.readouterr().err
+    assert_nothing_generated(sandbox, tmp_path / "replayed")
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [("false", False), ("no", False), ("0", False), ("off", False),
      ("true", True), ("yes", True), ("1", True), ("on", True)],
@@ -228,6 +265,33 @@ def test_cookiecutter_older_than_2_7_is_rejected(version: str, accepted: bool) -
         assert len(errors) == 1
         assert f"cookiecutter {version!r} is too old" in errors[0]
         assert ">= 2.7" in errors[0]
+
+
+def test_too_old_cookiecutter_gets_only_the_version_error_not_false_answer_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hook = load_hook("pre_gen_project")
+    # cookiecutter < 2.7 hands booleans over as text: the answer check would flag every one of them.
+    answers = {name: EXAMPLES[name] for name in hook.RULES}
+    monkeypatch.setattr(hook, "installed_cookiecutter_version", lambda: "2.1.1")
+    monkeypatch.setattr(hook, "read_answers", lambda: answers)
+    assert hook.main() == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: cookiecutter '2.1.1' is too old")
+    assert 'pip install -U "cookiecutter>=2.7"' in line
+
+
+def test_every_question_of_cookiecutter_json_has_a_rule() -> None:
+    questions = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+    assert list(load_hook("pre_gen_project").RULES) == [k for k in questions if not k.startswith("_")]
+
+
+def test_both_hooks_agree_on_the_files_each_option_owns() -> None:
+    pre, post = load_hook("pre_gen_project"), load_hook("post_gen_project")
+    assert (pre.OPTIONAL_FILES, pre.KEPT_DIR) == (post.OPTIONAL_FILES, post.KEPT_DIR)
+    github = TEMPLATE_DIR / "{{cookiecutter.worker_name}}" / ".github"
+    owned = {p.relative_to(github.parent).as_posix() for p in github.rglob("*") if p.is_file()}
+    assert set(pre.OPTIONAL_FILES["github_actions"]) == owned
 
 
 def test_installed_cookiecutter_passes_the_version_check() -> None:
