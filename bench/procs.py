@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import bake_in, make_sandbox
+from baking import bake_in, make_sandbox
 from processes import free_port, logged_process, orchestrator_python, redis_server
 
 HERE = Path(__file__).resolve().parent

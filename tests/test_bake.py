@@ -16,7 +16,7 @@ import pytest
 import yaml
 from cookiecutter.environment import StrictEnvironment
 
-from conftest import PROJECT_TEMPLATE, Sandbox, bake_in, make_sandbox, read_env_file
+from baking import PROJECT_TEMPLATE, Sandbox, bake_in, make_sandbox, read_env_file
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
 COMBOS = [
@@ -28,7 +28,8 @@ COMBOS = [
 ]
 VENDORED = ("avtomatika_worker", "mock_orchestrator", "orchestrator")
 # GitHub Actions' own expression syntax, which a workflow cannot avoid (e.g. secrets.GITHUB_TOKEN).
-GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+# GitHub expressions and docker/metadata-action's tag patterns are meant to stay in the output.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}|\{\{(?:version|major|minor|patch|raw)\}\}")
 CACHE_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 KEY_FILES = (
     "my_worker.py",

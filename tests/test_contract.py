@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conftest import bake_in, make_sandbox
+from baking import bake_in, make_sandbox
 from interop.contract import play
 from interop.real import real_orchestrator
 from interop.scenarios import (

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import bake_in, make_sandbox, read_env_file
+from baking import bake_in, make_sandbox, read_env_file
 from processes import answers, free_port, logged_process, redis_server, skip_or_fail, wait_for
 
 pytestmark = pytest.mark.browser

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bake_in, make_sandbox
+from baking import bake_in, make_sandbox
 from processes import skip_or_fail
 
 pytestmark = pytest.mark.docker

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import PROJECT_TEMPLATE, TEMPLATE_DIR, Sandbox, bake_in, read_env_file
+from baking import PROJECT_TEMPLATE, TEMPLATE_DIR, Sandbox, bake_in, read_env_file
 
 NAME = "inventory-worker"
 # The interactive prompts in order (cookiecutter.json): Enter keeps a default.

@@ -17,7 +17,7 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
-from conftest import TEMPLATE_DIR, Sandbox, read_env_file
+from baking import TEMPLATE_DIR, Sandbox, read_env_file
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import bake_in, make_sandbox
+from baking import bake_in, make_sandbox
 from interop.real import SCENARIO_WORKER, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
 from processes import wait_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from conftest import TEMPLATE_DIR, Sandbox, bake_in, read_env_file
+from baking import TEMPLATE_DIR, Sandbox, bake_in, read_env_file
 
 TOKENS = ("WORKER_TOKEN", "CLIENT_TOKEN")
 PLACEHOLDERS = {"WORKER_TOKEN": "change-me-worker-token", "CLIENT_TOKEN": "change-me-client-token"}

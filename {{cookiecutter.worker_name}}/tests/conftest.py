@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from mock_support import FakeClock, mock_client
-from services import PROJECT_ROOT, RedisServer, free_port
-
-__all__ = ["PROJECT_ROOT", "free_port"]  # still imported from here by tests/e2e
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip for a developer without the tool; fail in CI, where every test must run."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this test may not skip)")
-    pytest.skip(reason)
+from services import FAILED_KEY, RedisServer
 
 
 @pytest.fixture
@@ -29,9 +20,6 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
-
-
-FAILED_KEY = pytest.StashKey[bool]()
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:

@@ -6,8 +6,6 @@ public APIs only. Messages are signed by the tiny signer below, written from rxo
 and of the mock.
 """
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import hmac
@@ -68,9 +66,10 @@ def seal(
     sealed = dict(message)
     sealed.setdefault("timestamp", int(clock()))
     sealed.setdefault("nonce", uuid.uuid4().hex)
-    sealed["security"] = dict(
-        signature=signature_of(sealed, key), signer_id=signer or sealed.get("worker_id")
-    )
+    sealed["security"] = {
+        "signature": signature_of(sealed, key),
+        "signer_id": signer or sealed.get("worker_id"),
+    }
     return sealed
 
 
@@ -103,9 +102,9 @@ def registration(worker_id: str = WORKER_ID, skills: tuple[str, ...] = (SKILL,))
     return {
         "worker_id": worker_id,
         "worker_type": "inventory-checker",
-        "supported_skills": [dict(name=s, type=s, input_schema=dict(type="object")) for s in skills],
+        "supported_skills": [{"name": s, "type": s, "input_schema": {"type": "object"}} for s in skills],
         "available_skills": list(skills),
-        "capabilities": dict(hostname="test", ip_address="127.0.0.1"),
+        "capabilities": {"hostname": "test", "ip_address": "127.0.0.1"},
     }
 
 
@@ -155,7 +154,7 @@ async def result_reply(
 async def fail(
     client: TestClient, clock: FakeClock, task: dict[str, Any], code: str, message: str = "boom"
 ) -> dict[str, Any]:
-    return await result_reply(client, clock, task, status="failure", error=dict(code=code, message=message))
+    return await result_reply(client, clock, task, status="failure", error={"code": code, "message": message})
 
 
 async def heartbeat(client: TestClient, worker_id: str, body: dict[str, Any] | None) -> Any:

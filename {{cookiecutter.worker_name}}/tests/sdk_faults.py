@@ -1,8 +1,6 @@
 """Test helpers for the SDK runtime tests: the mock orchestrator on loopback, a fault-injecting proxy
 in front of it, and small waiting helpers (no fixed sleeps: conditions are polled with a deadline)."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,19 +33,19 @@ async def start_mock(port: int = 0, poll_hold: float = 30.0, **options: Any) -> 
 
 def worker_config(url: str, tmp_path: Path, **overrides: Any) -> WorkerConfig:
     """A config for tests: fast heartbeats, private spool and liveness paths."""
-    settings: dict[str, Any] = dict(
-        worker_type="inventory-checker",
-        orchestrator_url=url,
-        worker_token=WORKER_TOKEN,
-        worker_id=WORKER_ID,
-        max_concurrent_tasks=2,
-        heartbeat_interval=15.0,
-        poll_timeout=75.0,
-        shutdown_timeout=5.0,
-        spool_dir=str(tmp_path / "spool"),
-        health_file=str(tmp_path / "health.json"),
-        rate_limits=RateLimits(enabled=False),  # the mock's default; pacing has tests of its own
-    )
+    settings: dict[str, Any] = {
+        "worker_type": "inventory-checker",
+        "orchestrator_url": url,
+        "worker_token": WORKER_TOKEN,
+        "worker_id": WORKER_ID,
+        "max_concurrent_tasks": 2,
+        "heartbeat_interval": 15.0,
+        "poll_timeout": 75.0,
+        "shutdown_timeout": 5.0,
+        "spool_dir": str(tmp_path / "spool"),
+        "health_file": str(tmp_path / "health.json"),
+        "rate_limits": RateLimits(enabled=False),  # the mock's default; pacing has tests of its own
+    }
     settings.update(overrides)
     return WorkerConfig(**settings)
 
@@ -59,7 +57,7 @@ def make_worker(url: str, tmp_path: Path, wiring: Wiring | None = None, **overri
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any]) -> dict[str, Any]:
-        return dict(data=dict(items_checked=len(params.get("items", []))))
+        return {"data": {"items_checked": len(params.get("items", []))}}
 
     return worker
 
@@ -72,14 +70,14 @@ class ControlClient:
 
     async def submit(self, task_type: str, params: dict[str, Any]) -> str:
         """Queue a task; returns its task id."""
-        async with self.session.post("/api/v1/tasks", json=dict(type=task_type, params=params)) as response:
+        async with self.session.post("/api/v1/tasks", json={"type": task_type, "params": params}) as response:
             assert response.status == 201, await response.text()
             task_id: str = (await response.json())["task_id"]
             return task_id
 
     async def show(self, task_id: str, wait: float = 0) -> dict[str, Any]:
         """The task's view; with `wait`, blocks until it is done (up to `wait` s)."""
-        params = dict(wait=str(wait)) if wait else dict()
+        params = {"wait": str(wait)} if wait else {}
         async with self.session.get(f"/api/v1/tasks/{task_id}", params=params) as response:
             assert response.status == 200, await response.text()
             view: dict[str, Any] = await response.json()
@@ -148,7 +146,7 @@ class FaultProxy:
                 assert request.transport is not None
                 request.transport.abort()  # a connection reset in the middle of the exchange
                 raise ConnectionResetError("reset by the fault proxy")
-            return web.json_response(dict(error="injected fault"), status=fault.status)
+            return web.json_response({"error": "injected fault"}, status=fault.status)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         timeout = aiohttp.ClientTimeout(total=120)
         async with (

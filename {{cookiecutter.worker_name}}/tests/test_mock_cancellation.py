@@ -1,8 +1,6 @@
 """Cancellation at the mock, as avtomatika 1.0b30 does it: the cancel endpoint, the Redis flag, the
 WebSocket command channel, heartbeat ``cancel_task_ids`` and what late results do to a cancelled task."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import logging
@@ -14,6 +12,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
+
 from mock_support import (
     WORKER_ID,
     FakeClock,
@@ -46,8 +45,8 @@ async def running_task(client: TestClient, clock: FakeClock) -> tuple[dict[str, 
 async def enable_websocket_commands(client: TestClient, clock: FakeClock, worker_id: str = WORKER_ID) -> None:
     """The signed heartbeat that gives a record the top-level capabilities.websockets: avtomatika 1.0b30
     sends cancel_task only then (engine.py: cancel_job), and only a heartbeat's top-level merge sets it."""
-    capabilities = dict(hostname="test", ip_address="127.0.0.1", websockets=True)
-    body = seal(dict(worker_id=worker_id, status="idle", capabilities=capabilities), clock)
+    capabilities = {"hostname": "test", "ip_address": "127.0.0.1", "websockets": True}
+    body = seal({"worker_id": worker_id, "status": "idle", "capabilities": capabilities}, clock)
     assert await (await heartbeat(client, worker_id, body)).json() == {"status": "ok"}
 
 
@@ -185,17 +184,17 @@ async def test_cancel_command_is_sent_only_after_a_heartbeat_enables_websockets(
     task = await take(client)
     assert (await cancel(client, loud["task_id"])).status == 200
     message = await ws.receive_json(timeout=5)
-    assert message == dict(command="cancel_task", task_id=task["task_id"], job_id=task["job_id"])
+    assert message == {"command": "cancel_task", "task_id": task["task_id"], "job_id": task["job_id"]}
     await ws.close()
 
 
 async def test_registration_cannot_enable_websocket_commands(client: TestClient, clock: FakeClock) -> None:
     message = seal(
-        dict(
-            worker_id=WORKER_ID,
-            supported_skills=[dict(name="check_inventory")],
-            capabilities=dict(hostname="h", ip_address="127.0.0.1", websockets=True),
-        ),
+        {
+            "worker_id": WORKER_ID,
+            "supported_skills": [{"name": "check_inventory"}],
+            "capabilities": {"hostname": "h", "ip_address": "127.0.0.1", "websockets": True},
+        },
         clock,
     )
     resp = await client.post(
@@ -259,10 +258,10 @@ async def test_heartbeat_echoes_the_job_id_of_a_cancelled_task_but_never_a_task_
 ) -> None:
     submitted, task = await running_task(client, clock)
     current = [task["job_id"], task["task_id"]]
-    body = seal(dict(worker_id=WORKER_ID, status="busy", current_tasks=current), clock)
+    body = seal({"worker_id": WORKER_ID, "status": "busy", "current_tasks": current}, clock)
     assert await (await heartbeat(client, WORKER_ID, body)).json() == {"status": "ok"}
     assert (await cancel(client, submitted["task_id"])).status == 200
-    body = seal(dict(worker_id=WORKER_ID, status="busy", current_tasks=current), clock)
+    body = seal({"worker_id": WORKER_ID, "status": "busy", "current_tasks": current}, clock)
     assert await (await heartbeat(client, WORKER_ID, body)).json() == {
         "status": "ok",
         "cancel_task_ids": [task["job_id"]],
@@ -275,20 +274,20 @@ async def test_heartbeat_echoes_the_job_id_of_a_cancelled_task_but_never_a_task_
 @pytest.mark.parametrize(
     ("fields", "transition", "status"),
     [
-        (dict(status="cancelled"), "cancelled_handled", "cancelled"),
-        (dict(data=dict(items_checked=1)), "success_transition", "success"),  # the trap: success revives it
+        ({"status": "cancelled"}, "cancelled_handled", "cancelled"),
+        ({"data": {"items_checked": 1}}, "success_transition", "success"),  # the trap: success revives it
         (
-            dict(status="failure", error=dict(code="PERMANENT_ERROR", message="m")),
+            {"status": "failure", "error": {"code": "PERMANENT_ERROR", "message": "m"}},
             "failure_handled",
             "quarantined",
         ),
         (
-            dict(status="failure", error=dict(code="TRANSIENT_ERROR", message="m")),
+            {"status": "failure", "error": {"code": "TRANSIENT_ERROR", "message": "m"}},
             "failure_handled",
             "cancelled",
         ),
         (
-            dict(status="failure", error=dict(code="INVALID_INPUT_ERROR", message="m")),
+            {"status": "failure", "error": {"code": "INVALID_INPUT_ERROR", "message": "m"}},
             "failure_handled",
             "failure",
         ),
@@ -299,7 +298,10 @@ async def test_result_for_a_cancelled_task(
 ) -> None:
     submitted, task = await running_task(client, clock)
     assert (await cancel(client, submitted["task_id"])).status == 200
-    assert await result_reply(client, clock, task, **fields) == dict(status="accepted", transition=transition)
+    assert await result_reply(client, clock, task, **fields) == {
+        "status": "accepted",
+        "transition": transition,
+    }
     view = await task_view(client, submitted["task_id"])
     assert (view["status"], view["retries"]) == (status, 0)
     assert (await poll(client)).status == 204  # a swallowed retryable failure is not re-queued
@@ -312,8 +314,8 @@ async def test_a_cancelled_result_keeps_the_data_the_handler_returned(
     submitted, task = await running_task(client, clock)
     if cancelled_by == "orchestrator":
         assert (await cancel(client, submitted["task_id"])).status == 200
-    partial = dict(completed_steps=3)
+    partial = {"completed_steps": 3}
     reply = await result_reply(client, clock, task, status="cancelled", data=partial)
-    assert reply == dict(status="accepted", transition="cancelled_handled")
+    assert reply == {"status": "accepted", "transition": "cancelled_handled"}
     view = await task_view(client, submitted["task_id"])
     assert (view["status"], view["data"], view["error"]) == ("cancelled", partial, None)

@@ -1,7 +1,5 @@
 """`python -m mock_orchestrator.cli` run as a subprocess against a real mock orchestrator (and worker)."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import json
@@ -21,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mock_support import seal
-from services import free_port, wait_until
 
 from mock_orchestrator.address import dashboard_url
 from mock_orchestrator.cli_format import human_duration
+
+from mock_support import seal
+from services import free_port, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TOKEN = "cli-test-client-token"
@@ -71,9 +70,9 @@ class ProtocolWorker:
             return json.loads(response.read() or b"null")
 
     def register(self, skill: str) -> None:
-        skills = [dict(name=skill)]
+        skills = [{"name": skill}]
         self.send(
-            "POST", "/_worker/workers/register", dict(worker_id=self.worker_id, supported_skills=skills)
+            "POST", "/_worker/workers/register", {"worker_id": self.worker_id, "supported_skills": skills}
         )
 
     def take(self) -> dict[str, Any]:
@@ -102,7 +101,7 @@ class Mock:
     logs: list[Path] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
-        return base_env(**dict(dict(MOCK_ORCHESTRATOR_URL=self.url, CLIENT_TOKEN=CLIENT_TOKEN), **extra))
+        return base_env(**dict({"MOCK_ORCHESTRATOR_URL": self.url, "CLIENT_TOKEN": CLIENT_TOKEN}, **extra))
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "mock_orchestrator.cli", *args]
@@ -240,7 +239,7 @@ def test_submit_wait_prints_the_result_from_a_real_worker(
     assert result.returncode == 0, result.stderr
     assert field_line(result.stdout, "status") == "success"
     assert field_line(result.stdout, "worker") == WORKER_ID
-    assert json.loads(field_line(result.stdout, "data")) == dict(items_checked=1, in_stock=dict(apple=12))
+    assert json.loads(field_line(result.stdout, "data")) == {"items_checked": 1, "in_stock": {"apple": 12}}
 
 
 def test_submit_wait_exits_1_when_the_task_fails(mock: Mock, start_worker: Callable[[], None]) -> None:
@@ -291,7 +290,7 @@ def test_show_finds_a_task_by_a_unique_start_of_its_id(mock: Mock) -> None:
     assert result.returncode == 0, result.stderr
     assert field_line(result.stdout, "task") == task_id
     assert field_line(result.stdout, "status") == "queued"
-    assert json.loads(field_line(result.stdout, "params")) == dict(items=["apple"])
+    assert json.loads(field_line(result.stdout, "params")) == {"items": ["apple"]}
 
 
 def test_show_names_an_unknown_or_ambiguous_task(mock: Mock) -> None:
@@ -343,7 +342,7 @@ def test_json_output_is_one_json_document_per_command(mock: Mock) -> None:
     assert created["deadline"] > created["created_at"]
     assert mock.cli_json("show", created["task_id"])["task_id"] == created["task_id"]
     assert [t["task_id"] for t in mock.cli_json("list")["tasks"]] == [created["task_id"]]
-    assert mock.cli_json("workers") == dict(workers=[])
+    assert mock.cli_json("workers") == {"workers": []}
 
 
 # --- errors and configuration ----------------------------------------------------------------------
@@ -378,7 +377,7 @@ def test_params_that_are_not_json_are_reported_with_the_parse_error(mock: Mock) 
     assert (
         "PARAMS_JSON '{\"items\": [}' is not valid JSON (Expecting value: line 1 column 12" in result.stderr
     )
-    assert mock.cli_json("list") == dict(tasks=[])
+    assert mock.cli_json("list") == {"tasks": []}
 
 
 def test_params_must_be_a_json_object(mock: Mock) -> None:
@@ -468,9 +467,9 @@ def test_a_cancelled_task_shows_the_data_its_handler_returned(mock: Mock) -> Non
     task_id = mock.submit("partial_work")
     task = worker.take()
     assert mock.cli("cancel", task_id).returncode == 0
-    worker.report(task, status="cancelled", data=dict(completed_steps=3))
+    worker.report(task, status="cancelled", data={"completed_steps": 3})
     shown = mock.cli_json("show", task_id)
-    assert (shown["status"], shown["data"]) == ("cancelled", dict(completed_steps=3))
+    assert (shown["status"], shown["data"]) == ("cancelled", {"completed_steps": 3})
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,5 @@
 """The mock's control API (X-Client-Token), its configuration from the environment and its entry point."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +12,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
+from mock_orchestrator.envfile import parse_env
+from mock_orchestrator.settings import ConfigError, load_server_config
+
 from mock_support import (
     CLIENT_HEADERS,
     SKILL,
@@ -32,9 +34,6 @@ from mock_support import (
     task_view,
     worker_headers,
 )
-
-from mock_orchestrator.envfile import parse_env
-from mock_orchestrator.settings import ConfigError, load_server_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,15 +210,19 @@ def test_dotenv_lines_are_read_with_quotes_exports_and_comments() -> None:
         "EMPTY=\n"
         "not a variable line\n"
     )
-    assert parse_env(text) == dict(
-        CLIENT_TOKEN="abc-123", MOCK_ORCHESTRATOR_PORT="8090", QUOTED="a # b", DOUBLE='x"y', EMPTY=""
-    )
+    assert parse_env(text) == {
+        "CLIENT_TOKEN": "abc-123",
+        "MOCK_ORCHESTRATOR_PORT": "8090",
+        "QUOTED": "a # b",
+        "DOUBLE": 'x"y',
+        "EMPTY": "",
+    }
 
 
 def run_mock(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m mock_orchestrator` with this project on the path, from a folder without a `.env`."""
     own = ("WORKER_TOKEN", "CLIENT_TOKEN", "MOCK_PORT", "MOCK_ORCHESTRATOR_PORT", "MOCK_HOST")
-    full = {k: v for k, v in os.environ.items() if k not in own} | dict(PYTHONPATH=str(PROJECT_ROOT)) | env
+    full = {k: v for k, v in os.environ.items() if k not in own} | {"PYTHONPATH": str(PROJECT_ROOT)} | env
     return subprocess.run(
         [sys.executable, "-m", "mock_orchestrator"],
         check=False,
@@ -258,14 +261,14 @@ def test_a_busy_port_exits_2_with_one_line_naming_the_port_and_the_variable(
 
 
 def test_demo_task_is_read_from_the_environment() -> None:
-    raw = '{"type": "check_inventory", "params": {"items": ["apple"]} }'
+    raw = '{"type": "check_inventory", "params": {"items": ["apple"]}}'
     config = load_server_config({"WORKER_TOKEN": "w", "CLIENT_TOKEN": "c", "MOCK_DEMO_TASK": raw})
-    assert config.settings.demo_task == dict(type="check_inventory", params=dict(items=["apple"]))
+    assert config.settings.demo_task == {"type": "check_inventory", "params": {"items": ["apple"]}}
 
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
-    [("not json", "must be a task submission as JSON"), ('{"params": {} }', "type")],
+    [("not json", "must be a task submission as JSON"), ('{"params": {}}', "type")],
 )
 def test_bad_demo_task_names_the_variable_the_value_and_the_rule(raw: str, reason: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -277,11 +280,11 @@ def test_bad_demo_task_names_the_variable_the_value_and_the_rule(raw: str, reaso
 
 
 async def test_demo_task_is_queued_at_start_and_handed_to_the_first_capable_worker(clock: FakeClock) -> None:
-    demo = dict(type=SKILL, params=dict(items=["apple"]))
+    demo = {"type": SKILL, "params": {"items": ["apple"]}}
     async with mock_client(clock, demo_task=demo) as client:
         await register(client, clock)
         task = await take(client)
-        assert (task["type"], task["params"]) == (SKILL, dict(items=["apple"]))
+        assert (task["type"], task["params"]) == (SKILL, {"items": ["apple"]})
 
 
 # --- task views: attempts and timings --------------------------------------------------------
@@ -292,14 +295,14 @@ async def test_task_view_lists_attempts_and_timings(client: TestClient, clock: F
     submitted = await submit(client)
     assert submitted["current_task_id"] == submitted["task_id"] and submitted["retries"] == 0
     assert submitted["attempts"] == [
-        dict(
-            task_id=submitted["task_id"],
-            worker_id=None,
-            status="queued",
-            error=None,
-            started_at=None,
-            finished_at=None,
-        )
+        {
+            "task_id": submitted["task_id"],
+            "worker_id": None,
+            "status": "queued",
+            "error": None,
+            "started_at": None,
+            "finished_at": None,
+        }
     ]
     clock.now += 1
     task = await take(client)
@@ -307,14 +310,14 @@ async def test_task_view_lists_attempts_and_timings(client: TestClient, clock: F
     await send_result(client, clock, task, status="out_of_stock")
     view = await task_view(client, submitted["task_id"])
     assert view["attempts"] == [
-        dict(
-            task_id=task["task_id"],
-            worker_id="worker-1",
-            status="out_of_stock",
-            error=None,
-            started_at=clock.now - 2.5,
-            finished_at=clock.now,
-        )
+        {
+            "task_id": task["task_id"],
+            "worker_id": "worker-1",
+            "status": "out_of_stock",
+            "error": None,
+            "started_at": clock.now - 2.5,
+            "finished_at": clock.now,
+        }
     ]
     assert (view["created_at"], view["started_at"], view["finished_at"]) == (
         clock.now - 3.5,
@@ -365,7 +368,7 @@ async def test_strict_dispatch_quarantines_a_task_no_idle_worker_can_take(clock:
         assert submitted["error_message"] == f"No suitable workers for task type '{SKILL}'"
         await register(client, clock)
         assert (await poll(client)).status == 204
-        busy = seal(dict(worker_id="worker-1", status="busy"), clock)
+        busy = seal({"worker_id": "worker-1", "status": "busy"}, clock)
         assert (await heartbeat(client, "worker-1", busy)).status == 200
         assert (await submit(client))["status"] == "quarantined"
 
@@ -385,12 +388,12 @@ async def test_strict_dispatch_retry_without_an_idle_worker_is_a_500_like_the_re
         await register(client, clock)
         submitted = await submit(client)
         task = await take(client)
-        busy = seal(dict(worker_id="worker-1", status="busy"), clock)
+        busy = seal({"worker_id": "worker-1", "status": "busy"}, clock)
         assert (await heartbeat(client, "worker-1", busy)).status == 200
-        error = dict(code="TRANSIENT_ERROR", message="flaky")
+        error = {"code": "TRANSIENT_ERROR", "message": "flaky"}
         resp = await send_result(client, clock, task, status="failure", error=error)
         await expect_error(resp, 500, f"No suitable workers for task type '{SKILL}'")
-        idle = seal(dict(worker_id="worker-1", status="idle"), clock)
+        idle = seal({"worker_id": "worker-1", "status": "idle"}, clock)
         assert (await heartbeat(client, "worker-1", idle)).status == 200
         resp = await send_result(client, clock, task, status="failure", error=error)
         assert (await resp.json())["transition"] == "failure_handled"

@@ -1,7 +1,5 @@
 """The mock's per-worker rate limiter (MOCK_RATE_LIMITS), answering like avtomatika 1.0b30 when over it."""
 
-# dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +12,10 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
+
+from mock_orchestrator.rate_limits import LIMITER_KEY
+from mock_orchestrator.settings import ConfigError, RateLimits, load_server_config
+
 from mock_support import (
     WORKER_ID,
     WORKER_TOKEN,
@@ -26,9 +28,6 @@ from mock_support import (
     seal,
     worker_headers,
 )
-
-from mock_orchestrator.rate_limits import LIMITER_KEY
-from mock_orchestrator.settings import ConfigError, RateLimits, load_server_config
 
 # What avtomatika 1.0b30 sends: the engine's JSON text, nested once more by rxon's HTTP listener.
 REFUSED_BODY = b'{"error":"{\\"error\\": \\"Too Many Requests\\"}"}'
@@ -45,7 +44,7 @@ UPGRADE_HEADERS = {
 @asynccontextmanager
 async def limited(clock: FakeClock, **limits: int) -> AsyncIterator[TestClient]:
     """A mock with rate limiting on (LIMIT for every type and a PERIOD-second window unless given)."""
-    values = dict(poll=LIMIT, heartbeat=LIMIT, other=LIMIT, period=PERIOD) | limits
+    values = {"poll": LIMIT, "heartbeat": LIMIT, "other": LIMIT, "period": PERIOD} | limits
     async with mock_client(clock, hold=0.001, rate_limits=RateLimits(**values)) as running:
         yield running
 
@@ -74,7 +73,7 @@ async def send_empty_heartbeat(client: TestClient, clock: FakeClock, worker_id: 
 
 
 async def send_signed_heartbeat(client: TestClient, clock: FakeClock, worker_id: str) -> Any:
-    return await heartbeat(client, worker_id, seal(dict(worker_id=worker_id, status="idle"), clock))
+    return await heartbeat(client, worker_id, seal({"worker_id": worker_id, "status": "idle"}, clock))
 
 
 async def send_poll(client: TestClient, clock: FakeClock, worker_id: str) -> Any:
@@ -82,29 +81,29 @@ async def send_poll(client: TestClient, clock: FakeClock, worker_id: str) -> Any
 
 
 async def send_result(client: TestClient, clock: FakeClock, worker_id: str) -> Any:
-    body = seal(dict(job_id="job-x", task_id="task-x", worker_id=worker_id, status="success"), clock)
+    body = seal({"job_id": "job-x", "task_id": "task-x", "worker_id": worker_id, "status": "success"}, clock)
     return await post_json(client, "/_worker/tasks/result", body, worker_headers(worker_id))
 
 
 async def send_event(client: TestClient, clock: FakeClock, worker_id: str) -> Any:
-    event = dict(
-        event_id=uuid.uuid4().hex,
-        worker_id=worker_id,
-        origin_worker_id=worker_id,
-        event_type="progress",
-        payload=dict(progress=0.5),
-    )
+    event = {
+        "event_id": uuid.uuid4().hex,
+        "worker_id": worker_id,
+        "origin_worker_id": worker_id,
+        "event_type": "progress",
+        "payload": {"progress": 0.5},
+    }
     return await post_json(client, "/_worker/events", seal(event, clock), worker_headers(worker_id))
 
 
-SENDERS: dict[str, Send] = dict(
-    register=send_register,
-    heartbeat=send_empty_heartbeat,
-    signed_heartbeat=send_signed_heartbeat,
-    poll=send_poll,
-    result=send_result,
-    event=send_event,
-)
+SENDERS: dict[str, Send] = {
+    "register": send_register,
+    "heartbeat": send_empty_heartbeat,
+    "signed_heartbeat": send_signed_heartbeat,
+    "poll": send_poll,
+    "result": send_result,
+    "event": send_event,
+}
 
 
 async def accepted(resp: Any) -> None:
@@ -122,7 +121,7 @@ async def exhaust(client: TestClient, clock: FakeClock, send: Send, worker_id: s
 
 
 def rate_limits_from(raw: str | None) -> RateLimits | None:
-    env = dict(WORKER_TOKEN="w", CLIENT_TOKEN="c")
+    env = {"WORKER_TOKEN": "w", "CLIENT_TOKEN": "c"}
     if raw is not None:
         env["MOCK_RATE_LIMITS"] = raw
     return load_server_config(env).settings.rate_limits
@@ -325,7 +324,7 @@ async def test_websocket_counted_after_the_upgrade_writes_the_raw_429_into_the_s
     async with limited(clock) as client:
         charge_websocket_counter(client)
         reader, writer = await asyncio.open_connection(client.host, client.port)
-        headers = worker_headers() | UPGRADE_HEADERS | dict(Host="127.0.0.1")
+        headers = worker_headers() | UPGRADE_HEADERS | {"Host": "127.0.0.1"}
         request = f"GET /_worker/ws/{WORKER_ID} HTTP/1.1\r\n"
         request += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         writer.write((request + "\r\n").encode())

@@ -1,13 +1,12 @@
 """Results at the mock: the real acceptance rules, failure codes, retries with new task ids, quarantine."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import uuid
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from mock_support import (
     WORKER_ID,
     FakeClock,
@@ -147,7 +146,7 @@ async def test_transient_failure_is_requeued_with_a_new_task_id_under_the_same_c
         (first["task_id"], "failure"),
         (second["task_id"], "running"),
     ]
-    assert view["attempts"][0]["error"] == dict(code="TRANSIENT_ERROR", message="boom")
+    assert view["attempts"][0]["error"] == {"code": "TRANSIENT_ERROR", "message": "boom"}
 
 
 async def test_result_for_the_failed_attempt_is_stale_after_the_retry(
@@ -182,7 +181,7 @@ async def test_fourth_retryable_failure_quarantines_the_task(client: TestClient,
     assert (await poll(client)).status == 204
 
 
-@pytest.mark.parametrize("error", [None, dict(code="SOMETHING_NEW", message="m")])
+@pytest.mark.parametrize("error", [None, {"code": "SOMETHING_NEW", "message": "m"}])
 async def test_failure_without_error_or_with_unknown_code_is_retried(
     client: TestClient, clock: FakeClock, error: dict[str, str] | None
 ) -> None:
@@ -207,7 +206,7 @@ async def test_permanent_codes_quarantine_at_once(client: TestClient, clock: Fak
     view = await task_view(client, submitted["task_id"])
     assert (view["status"], view["retries"]) == ("quarantined", 0)
     assert view["error_message"] == f"Task failed with permanent error ({code}): no such warehouse"
-    assert view["error"] == dict(code=code, message="no such warehouse")
+    assert view["error"] == {"code": code, "message": "no such warehouse"}
     assert (await poll(client)).status == 204
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mock_support import FakeClock
-
 from mock_orchestrator.records import Task
 from mock_orchestrator.replay import ReplayCache
 from mock_orchestrator.task_queue import TaskQueue
+
+from mock_support import FakeClock
 
 
 def make(seq: int, task_type: str = "a", priority: float = 0) -> Task:

@@ -1,7 +1,5 @@
 """The mock's worker protocol (avtomatika 1.0b30): signing, authentication, models, polling, heartbeats, events."""
 
-# dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +9,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
+from mock_orchestrator.signing import sign
+
 from mock_support import (
     CLIENT_HEADERS,
     SKILL,
@@ -34,8 +35,6 @@ from mock_support import (
     worker_headers,
     worker_view,
 )
-
-from mock_orchestrator.signing import sign
 
 # --- signing -------------------------------------------------------------------------------
 

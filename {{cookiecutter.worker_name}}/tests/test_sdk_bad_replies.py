@@ -2,8 +2,6 @@
 outage, logged once per burst and, when they carry ids, reported as failures; slow replies are named in
 the log and turn the liveness file `unreachable` even though nothing fails."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -16,14 +14,15 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sdk_faults import WORKER_ID, worker_config
 
 from avtomatika_worker import Backoff, Wiring, Worker
 from avtomatika_worker.liveness import LivenessFile, read_liveness
 from avtomatika_worker.stalls import ReplyWatch
 from avtomatika_worker.transport import OrchestratorClient
 
-GOOD_TASK = dict(job_id="job-ok", task_id="task-ok", type="check_inventory", params=dict(items=["a"]))
+from sdk_faults import WORKER_ID, worker_config
+
+GOOD_TASK = {"job_id": "job-ok", "task_id": "task-ok", "type": "check_inventory", "params": {"items": ["a"]}}
 # What a broken orchestrator, proxy or load balancer might answer a poll with (all HTTP 200).
 BAD_REPLIES: list[tuple[bytes, str]] = [
     (b"<html><body>502 Bad Gateway</body></html>", "text/html"),
@@ -47,10 +46,10 @@ class BadOrchestrator:
         self.done = asyncio.Event()
 
     async def register(self, request: web.Request) -> web.Response:
-        return web.json_response(dict(status="registered", version="1.0b17"))
+        return web.json_response({"status": "registered", "version": "1.0b17"})
 
     async def heartbeat(self, request: web.Request) -> web.Response:
-        return web.json_response(dict(status="ok"))
+        return web.json_response({"status": "ok"})
 
     async def poll(self, request: web.Request) -> web.Response:
         self.polls += 1
@@ -66,7 +65,7 @@ class BadOrchestrator:
         self.results.append(await request.json())
         if any(r["task_id"] == "task-ok" for r in self.results):
             self.done.set()
-        return web.json_response(dict(status="accepted", transition="failure_handled"))
+        return web.json_response({"status": "accepted", "transition": "failure_handled"})
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -101,7 +100,7 @@ async def test_a_stream_of_bad_replies_is_backed_off_once_each_reported_and_logg
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any]) -> dict[str, Any]:
-        return dict(data=dict(n=len(params["items"])))
+        return {"data": {"n": len(params["items"])}}
 
     async with worker:
         await asyncio.wait_for(orchestrator.done.wait(), 10)
@@ -125,7 +124,7 @@ async def test_a_stream_of_bad_replies_is_backed_off_once_each_reported_and_logg
 
 async def stalled(request: web.Request) -> web.Response:
     await asyncio.sleep(3600)
-    return web.json_response(dict(status="ok"))
+    return web.json_response({"status": "ok"})
 
 
 async def test_a_stalled_reply_is_named_in_the_log_and_turns_liveness_unreachable(
@@ -141,7 +140,7 @@ async def test_a_stalled_reply_is_named_in_the_log_and_turns_liveness_unreachabl
     watch = ReplyWatch(on_stall=liveness.trouble, reply_expected=0.1)
     config = worker_config(str(server.make_url("")).rstrip("/"), tmp_path)
     client = OrchestratorClient(config, on_exchange=liveness.observe, watch=watch)
-    beat = asyncio.create_task(client.heartbeat(dict(worker_id=WORKER_ID, status="idle")))
+    beat = asyncio.create_task(client.heartbeat({"worker_id": WORKER_ID, "status": "idle"}))
     try:
         while read_liveness(health)["status"] != "unreachable":
             assert not beat.done(), beat

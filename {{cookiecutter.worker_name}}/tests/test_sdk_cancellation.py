@@ -9,10 +9,11 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from services import RedisServer, free_port
 
 from avtomatika_worker.cancellation import CANCEL_KEY_PREFIX, Cancellations, RecentIds
 from avtomatika_worker.config import WorkerConfig
+
+from services import RedisServer, free_port
 
 INTERVAL = 0.05
 DATA_COMMANDS = ("mget", "exists", "get", "scan", "keys")

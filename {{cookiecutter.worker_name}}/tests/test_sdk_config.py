@@ -1,7 +1,5 @@
 """WorkerConfig: defaults, every variable's error message, booleans, `.env` handling, run()'s exit."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import os
@@ -16,7 +14,7 @@ import pytest
 from avtomatika_worker import ConfigError, Worker, WorkerConfig
 from avtomatika_worker.config import load_env_file, sanitise_worker_id
 
-REQUIRED = dict(ORCHESTRATOR_URL="http://localhost:8080", WORKER_TOKEN="s3cret-token")
+REQUIRED = {"ORCHESTRATOR_URL": "http://localhost:8080", "WORKER_TOKEN": "s3cret-token"}
 ALL_VARS = (
     "ORCHESTRATOR_URL",
     "WORKER_TOKEN",

@@ -1,7 +1,5 @@
 """Calling handlers and normalising their results into protocol-valid outcomes."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import logging
@@ -13,7 +11,13 @@ from avtomatika_worker import InvalidInputError, PermanentError, TransientError
 from avtomatika_worker.executor import Outcome, RegisteredHandler, execute, normalise_result
 from avtomatika_worker.typing import PERMANENT_ERROR, TRANSIENT_ERROR
 
-TASK = dict(job_id="job-1", task_id="task-1", type="check", params=dict(items=["apple"]), priority=3)
+TASK = {
+    "job_id": "job-1",
+    "task_id": "task-1",
+    "type": "check",
+    "params": {"items": ["apple"]},
+    "priority": 3,
+}
 
 
 async def run_handler(func: Any, task: dict[str, Any] | None = None) -> Outcome:
@@ -22,57 +26,58 @@ async def run_handler(func: Any, task: dict[str, Any] | None = None) -> Outcome:
 
 async def test_success_result_keeps_status_and_data() -> None:
     async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return dict(status="success", data=dict(count=len(params["items"])))
+        return {"status": "success", "data": {"count": len(params["items"])}}
 
     outcome = await run_handler(handler)
-    assert outcome == Outcome(status="success", data=dict(count=1))
-    assert outcome.to_message() == dict(status="success", data=dict(count=1))
+    assert outcome == Outcome(status="success", data={"count": 1})
+    assert outcome.to_message() == {"status": "success", "data": {"count": 1}}
 
 
 async def test_missing_status_means_success_and_missing_data_is_omitted() -> None:
     async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return dict()
+        return {}
 
     outcome = await run_handler(handler)
-    assert outcome.to_message() == dict(status="success")
+    assert outcome.to_message() == {"status": "success"}
 
 
 async def test_custom_status_is_passed_through() -> None:
     async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return dict(status="out_of_stock", data=dict(missing_item="pear"))
+        return {"status": "out_of_stock", "data": {"missing_item": "pear"}}
 
-    assert (await run_handler(handler)).to_message() == dict(
-        status="out_of_stock", data=dict(missing_item="pear")
-    )
+    assert (await run_handler(handler)).to_message() == {
+        "status": "out_of_stock",
+        "data": {"missing_item": "pear"},
+    }
 
 
 async def test_failure_result_carries_code_and_message() -> None:
     async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return dict(status="failure", error=dict(code=PERMANENT_ERROR, message="no such warehouse"))
+        return {"status": "failure", "error": {"code": PERMANENT_ERROR, "message": "no such warehouse"}}
 
     outcome = await run_handler(handler)
-    assert outcome.error == dict(code=PERMANENT_ERROR, message="no such warehouse")
+    assert outcome.error == {"code": PERMANENT_ERROR, "message": "no such warehouse"}
 
 
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (None, dict(code=TRANSIENT_ERROR, message="handler reported failure without an error")),
-        ("disk full", dict(code=TRANSIENT_ERROR, message="disk full")),
-        (dict(message="oops"), dict(code=TRANSIENT_ERROR, message="oops")),
-        (dict(code="TIMEOUT_ERROR"), dict(code="TIMEOUT_ERROR", message="handler reported TIMEOUT_ERROR")),
-        (dict(code=42, message=7), dict(code="42", message="7")),
+        (None, {"code": TRANSIENT_ERROR, "message": "handler reported failure without an error"}),
+        ("disk full", {"code": TRANSIENT_ERROR, "message": "disk full"}),
+        ({"message": "oops"}, {"code": TRANSIENT_ERROR, "message": "oops"}),
+        ({"code": "TIMEOUT_ERROR"}, {"code": "TIMEOUT_ERROR", "message": "handler reported TIMEOUT_ERROR"}),
+        ({"code": 42, "message": 7}, {"code": "42", "message": "7"}),
     ],
 )
 def test_incomplete_failure_errors_are_completed(error: Any, expected: dict[str, str]) -> None:
-    outcome = normalise_result("check", dict(status="failure", error=error))
+    outcome = normalise_result("check", {"status": "failure", "error": error})
     assert outcome.status == "failure"
     assert outcome.error == expected
 
 
 def test_cancelled_result_drops_unknown_members() -> None:
-    outcome = normalise_result("check", dict(status="cancelled", message="Task was cancelled by user."))
-    assert outcome.to_message() == dict(status="cancelled")
+    outcome = normalise_result("check", {"status": "cancelled", "message": "Task was cancelled by user."})
+    assert outcome.to_message() == {"status": "cancelled"}
 
 
 async def test_exception_becomes_transient_failure_with_its_message(caplog: pytest.LogCaptureFixture) -> None:
@@ -81,9 +86,10 @@ async def test_exception_becomes_transient_failure_with_its_message(caplog: pyte
 
     with caplog.at_level(logging.ERROR):
         outcome = await run_handler(handler)
-    assert outcome.to_message() == dict(
-        status="failure", error=dict(code=TRANSIENT_ERROR, message="warehouse API timed out")
-    )
+    assert outcome.to_message() == {
+        "status": "failure",
+        "error": {"code": TRANSIENT_ERROR, "message": "warehouse API timed out"},
+    }
     assert "Traceback" in caplog.text
 
 
@@ -92,11 +98,11 @@ async def test_exception_becomes_transient_failure_with_its_message(caplog: pyte
     [
         (None, "returned NoneType"),
         (["a"], "returned list"),
-        (dict(data=[1, 2]), "data of type list, not a JSON object"),
-        (dict(data="text"), "data of type str"),
-        (dict(status=""), "not a non-empty string"),
-        (dict(status=3), "not a non-empty string"),
-        (dict(data=dict(tags={"a"})), "cannot be sent as JSON"),
+        ({"data": [1, 2]}, "data of type list, not a JSON object"),
+        ({"data": "text"}, "data of type str"),
+        ({"status": ""}, "not a non-empty string"),
+        ({"status": 3}, "not a non-empty string"),
+        ({"data": {"tags": {"a"}}}, "cannot be sent as JSON"),
     ],
 )
 def test_malformed_return_value_becomes_clear_permanent_failure(value: Any, fragment: str) -> None:
@@ -109,17 +115,21 @@ def test_malformed_return_value_becomes_clear_permanent_failure(value: Any, frag
 
 
 async def test_handler_with_var_kwargs_receives_every_task_kwarg() -> None:
-    seen: dict[str, Any] = dict()
+    seen: dict[str, Any] = {}
 
     async def handler(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         seen.update(kwargs, params=params)
-        return dict()
+        return {}
 
     await run_handler(handler)
     assert callable(seen.pop("send_progress"))
-    assert seen == dict(
-        task_id="task-1", job_id="job-1", priority=3, deadline=None, params=dict(items=["apple"])
-    )
+    assert seen == {
+        "task_id": "task-1",
+        "job_id": "job-1",
+        "priority": 3,
+        "deadline": None,
+        "params": {"items": ["apple"]},
+    }
 
 
 async def test_float_deadline_is_passed_as_an_epoch_float() -> None:
@@ -127,7 +137,7 @@ async def test_float_deadline_is_passed_as_an_epoch_float() -> None:
 
     async def handler(params: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         seen.append(deadline)
-        return dict()
+        return {}
 
     await run_handler(handler, dict(TASK, deadline=1795871651.679986))
     await run_handler(handler, dict(TASK, deadline=1795871651))
@@ -148,15 +158,15 @@ async def test_task_failure_exceptions_map_to_their_error_codes(exc: Exception, 
         raise exc
 
     outcome = await run_handler(handler)
-    assert outcome.to_message() == dict(status="failure", error=dict(code=code, message=str(exc)))
+    assert outcome.to_message() == {"status": "failure", "error": {"code": code, "message": str(exc)}}
 
 
 async def test_task_failure_details_are_sent_when_json() -> None:
     async def handler(params: dict[str, Any]) -> dict[str, Any]:
-        raise PermanentError("bad sku", details=dict(sku="X-1"))
+        raise PermanentError("bad sku", details={"sku": "X-1"})
 
     outcome = await run_handler(handler)
-    assert outcome.error == dict(code="PERMANENT_ERROR", message="bad sku", details=dict(sku="X-1"))
+    assert outcome.error == {"code": "PERMANENT_ERROR", "message": "bad sku", "details": {"sku": "X-1"}}
 
 
 async def test_handler_gets_only_the_keyword_arguments_it_declares() -> None:
@@ -164,35 +174,37 @@ async def test_handler_gets_only_the_keyword_arguments_it_declares() -> None:
 
     async def handler(params: dict[str, Any], task_id: str) -> dict[str, Any]:
         seen.append(task_id)
-        return dict()
+        return {}
 
     assert (await run_handler(handler)).status == "success"
     assert seen == ["task-1"]
 
 
 async def test_missing_params_and_priority_default_to_empty_and_zero() -> None:
-    seen: dict[str, Any] = dict()
+    seen: dict[str, Any] = {}
 
     async def handler(params: dict[str, Any], priority: float) -> dict[str, Any]:
         seen.update(params=params, priority=priority)
-        return dict()
+        return {}
 
-    await run_handler(handler, dict(job_id="j", task_id="t", type="check", deadline=1795871651.679986))
-    assert seen == dict(params=dict(), priority=0)
+    await run_handler(
+        handler, {"job_id": "j", "task_id": "t", "type": "check", "deadline": 1795871651.679986}
+    )
+    assert seen == {"params": {}, "priority": 0}
 
 
 async def test_non_object_params_are_an_invalid_input_failure() -> None:
     async def handler(params: dict[str, Any]) -> dict[str, Any]:
-        return dict()
+        return {}
 
-    outcome = await run_handler(handler, dict(job_id="j", task_id="t", type="check", params=[1]))
+    outcome = await run_handler(handler, {"job_id": "j", "task_id": "t", "type": "check", "params": [1]})
     assert outcome.error is not None
     assert outcome.error["code"] == "INVALID_INPUT_ERROR"
 
 
 def test_sync_handler_is_rejected_at_registration() -> None:
     def handler(params: dict[str, Any]) -> dict[str, Any]:
-        return dict()
+        return {}
 
     with pytest.raises(TypeError, match="async def"):
         RegisteredHandler.wrap("check", handler)  # type: ignore[arg-type]

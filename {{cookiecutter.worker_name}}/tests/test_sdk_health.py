@@ -1,7 +1,5 @@
 """The liveness file and `python -m avtomatika_worker.health` (the image's HEALTHCHECK)."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +34,7 @@ def test_successful_exchange_writes_ok_with_time_and_worker_id(tmp_path: Path) -
     path = tmp_path / "sub" / "health.json"
     clock = FakeClock()
     LivenessFile(path, "w-1", unreachable_after=30, clock=clock).observe(True)
-    assert orjson.loads(path.read_bytes()) == dict(status="ok", updated=clock.now, worker_id="w-1")
+    assert orjson.loads(path.read_bytes()) == {"status": "ok", "updated": clock.now, "worker_id": "w-1"}
 
 
 def test_unreachable_once_nothing_succeeded_for_the_grace_period_while_failing(tmp_path: Path) -> None:
@@ -102,7 +100,7 @@ def test_unwritable_path_does_not_break_the_worker(tmp_path: Path) -> None:
 
 
 def write(path: Path, status: str, updated: float) -> None:
-    path.write_bytes(orjson.dumps(dict(status=status, updated=updated, worker_id="w-1")))
+    path.write_bytes(orjson.dumps({"status": status, "updated": updated, "worker_id": "w-1"}))
 
 
 def test_check_reports_ok_stale_unreachable_missing_and_garbage(tmp_path: Path) -> None:
@@ -123,7 +121,7 @@ def test_main_uses_heartbeat_interval_and_poll_timeout_for_the_age_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "health.json"
-    env = dict(WORKER_HEALTH_FILE=str(path), WORKER_HEARTBEAT_INTERVAL="10", WORKER_POLL_TIMEOUT="20")
+    env = {"WORKER_HEALTH_FILE": str(path), "WORKER_HEARTBEAT_INTERVAL": "10", "WORKER_POLL_TIMEOUT": "20"}
     write(path, "ok", time.time() - 45)  # limit is 3 x 10 + 20 = 50 s
     assert main(env) == 0
     write(path, "ok", time.time() - 55)
@@ -132,7 +130,7 @@ def test_main_uses_heartbeat_interval_and_poll_timeout_for_the_age_limit(
 
 
 def test_main_with_a_bad_variable_is_unhealthy_with_a_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(dict(WORKER_HEARTBEAT_INTERVAL="soon")) == 1
+    assert main({"WORKER_HEARTBEAT_INTERVAL": "soon"}) == 1
     assert "WORKER_HEARTBEAT_INTERVAL='soon' is invalid" in capsys.readouterr().err
 
 

@@ -2,8 +2,6 @@
 itself so that it is never refused, and one that underestimates the limits recovers instead of being
 locked out for good."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -12,10 +10,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sdk_faults import CLIENT_TOKEN, ControlClient, FaultProxy, make_worker, start_mock
 
 from avtomatika_worker.ratelimit import RateLimits
 from mock_orchestrator.settings import RateLimits as MockRateLimits
+
+from sdk_faults import CLIENT_TOKEN, ControlClient, FaultProxy, make_worker, start_mock
 
 MOCK_LIMITS = MockRateLimits(poll=5, heartbeat=5, other=8, period=1)
 TASKS = 12
@@ -33,7 +32,7 @@ async def limited() -> AsyncIterator[tuple[ControlClient, FaultProxy, str]]:
 
 
 async def run_tasks(control: ControlClient, url: str, tmp_path: Path, limits: RateLimits) -> list[dict]:
-    task_ids = [await control.submit("check_inventory", dict(items=["a"])) for _ in range(TASKS)]
+    task_ids = [await control.submit("check_inventory", {"items": ["a"]}) for _ in range(TASKS)]
     async with make_worker(url, tmp_path, heartbeat_interval=0.2, rate_limits=limits):
         return [await control.finished(task_id, within=30) for task_id in task_ids]
 
@@ -71,9 +70,9 @@ async def test_progress_events_are_skipped_not_queued_when_their_window_is_full(
     async def chatty(params: dict, send_progress: object) -> dict:
         for step in range(20):
             await send_progress(step / 20)  # type: ignore[operator]
-        return dict()
+        return {}
 
-    task_id = await control.submit("chatty", dict())
+    task_id = await control.submit("chatty", {})
     async with worker:
         done = await asyncio.wait_for(control.finished(task_id), 15)
     assert done["status"] == "success"

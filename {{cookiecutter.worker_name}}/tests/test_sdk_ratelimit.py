@@ -1,7 +1,5 @@
 """Pacing under the orchestrator's rate limits (ratelimit.py), on a fake clock: no sleeps, exact times."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -49,7 +47,7 @@ async def test_a_steady_poller_pauses_one_period_before_the_limit_and_is_never_r
     assert clock.slept == [pytest.approx(10.0 + MARGIN), pytest.approx(10.0 + MARGIN)]
     # 5 polls, then silence for a whole period after the 5th ended, then 5 more: the counter never passes 5.
     assert times[5] - (times[4] + 0.01) == pytest.approx(10.0 + MARGIN)
-    assert b.stats()[POLL] == dict(count=2, pauses=2, refusals=0)
+    assert b.stats()[POLL] == {"count": 2, "pauses": 2, "refusals": 0}
 
 
 async def test_poll_and_result_windows_stay_aligned_so_results_never_pause() -> None:
@@ -182,13 +180,13 @@ async def test_pausing_is_announced_once_per_pause_with_the_reason(caplog: pytes
 )
 def test_worker_rate_limits_accepts_off_on_and_explicit_limits(text: str, expected: RateLimits) -> None:
     config = WorkerConfig.from_env(
-        "t", dict(ORCHESTRATOR_URL="http://o", WORKER_TOKEN="t", WORKER_RATE_LIMITS=text)
+        "t", {"ORCHESTRATOR_URL": "http://o", "WORKER_TOKEN": "t", "WORKER_RATE_LIMITS": text}
     )
     assert config.rate_limits == expected
 
 
 def test_the_default_is_avtomatika_1_0b30s_defaults() -> None:
-    config = WorkerConfig.from_env("t", dict(ORCHESTRATOR_URL="http://o", WORKER_TOKEN="t"))
+    config = WorkerConfig.from_env("t", {"ORCHESTRATOR_URL": "http://o", "WORKER_TOKEN": "t"})
     assert config.rate_limits == RateLimits(poll=60, heartbeat=120, other=100, period=60.0, enabled=True)
 
 
@@ -196,7 +194,7 @@ def test_the_default_is_avtomatika_1_0b30s_defaults() -> None:
     "text", ["poll", "poll=0", "poll=1.5", "speed=3", "poll=1,poll=2", "period=-1", "maybe"]
 )
 def test_a_bad_worker_rate_limits_names_the_variable_the_rule_and_an_example(text: str) -> None:
-    env = dict(ORCHESTRATOR_URL="http://o", WORKER_TOKEN="t", WORKER_RATE_LIMITS=text)
+    env = {"ORCHESTRATOR_URL": "http://o", "WORKER_TOKEN": "t", "WORKER_RATE_LIMITS": text}
     with pytest.raises(ConfigError) as info:
         WorkerConfig.from_env("t", env)
     message = str(info.value)

@@ -1,7 +1,5 @@
 """The durable result spool, the delivery loop, the backoff policy and the log formats."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +17,13 @@ from avtomatika_worker.results import ResultSender, ResultSpool
 
 
 def result(n: int) -> dict[str, Any]:
-    return dict(job_id=f"job-{n}", task_id=f"task-{n}", worker_id="w", status="success", data=dict(n=n))
+    return {
+        "job_id": f"job-{n}",
+        "task_id": f"task-{n}",
+        "worker_id": "w",
+        "status": "success",
+        "data": {"n": n},
+    }
 
 
 def test_spool_saves_one_file_per_result_and_loads_them_oldest_first(tmp_path: Path) -> None:
@@ -79,7 +83,7 @@ class SpoolWatchingSend(ScriptedSend):
 
 @pytest.mark.parametrize(
     "reply",
-    [dict(status="accepted"), dict(status="ignored", reason="stale_task")],
+    [{"status": "accepted"}, {"status": "ignored", "reason": "stale_task"}],
 )
 async def test_a_result_whose_first_send_fails_is_spooled_and_retried_until_answered(
     tmp_path: Path, reply: Any
@@ -105,7 +109,7 @@ async def test_results_are_sent_at_once_concurrently_without_touching_the_disk(t
         if len(in_flight) == 3:
             all_sent.set()
         await all_sent.wait()  # only returns once all three are in flight at the same time
-        return dict(status="accepted")
+        return {"status": "accepted"}
 
     sender = ResultSender(ResultSpool(tmp_path / "spool"), send, Backoff(sleep=no_sleep))
     sender.start()
@@ -121,7 +125,7 @@ async def test_while_results_are_being_retried_new_ones_are_spooled_and_queued_b
     tmp_path: Path,
 ) -> None:
     spool = ResultSpool(tmp_path)
-    send = SpoolWatchingSend(spool, [OrchestratorUnavailableError("down")] * 3, dict(status="accepted"))
+    send = SpoolWatchingSend(spool, [OrchestratorUnavailableError("down")] * 3, {"status": "accepted"})
     sender = ResultSender(spool, send, Backoff(sleep=no_sleep))
     sender.submit(result(1))
     await asyncio.sleep(0)  # the first send of task-1 fails; it goes to the retry queue
@@ -167,7 +171,7 @@ async def test_stopping_with_undelivered_results_keeps_them_for_replay(tmp_path:
     sender.start()
     assert not await sender.flush(0.05)
     await sender.stop()
-    later = ScriptedSend([], dict(status="accepted"))
+    later = ScriptedSend([], {"status": "accepted"})
     replaying = ResultSender(ResultSpool(tmp_path), later, Backoff(sleep=no_sleep))
     assert replaying.replay() == 1
     replaying.start()

@@ -1,7 +1,5 @@
 """A real Worker, in-process, against the mock orchestrator: register, poll, run handlers, report."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -11,11 +9,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from sdk_faults import worker_config
 
 from avtomatika_worker import Worker
 from avtomatika_worker.typing import TRANSIENT_ERROR
 from mock_orchestrator import MockSettings, create_app
+
+from sdk_faults import worker_config
 
 WORKER_TOKEN = "roundtrip-worker-token"
 CLIENT_TOKEN = "roundtrip-client-token"
@@ -48,8 +47,8 @@ def build_worker(orchestrator_url: str, tmp_path: Path) -> Worker:
     async def check_inventory(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         items = params.get("items", [])
         if "unavailable_item" in items:
-            return dict(status="out_of_stock", data=dict(missing_item="unavailable_item"))
-        return dict(status="success", data=dict(items_checked=len(items), job_id=kwargs["job_id"]))
+            return {"status": "out_of_stock", "data": {"missing_item": "unavailable_item"}}
+        return {"status": "success", "data": {"items_checked": len(items), "job_id": kwargs["job_id"]}}
 
     @worker.task("flaky")
     async def flaky(params: dict[str, Any]) -> dict[str, Any]:
@@ -59,14 +58,14 @@ def build_worker(orchestrator_url: str, tmp_path: Path) -> Worker:
 
 
 async def submit(client: aiohttp.ClientSession, task_type: str, params: dict[str, Any]) -> str:
-    async with client.post("/api/v1/tasks", json=dict(type=task_type, params=params)) as response:
+    async with client.post("/api/v1/tasks", json={"type": task_type, "params": params}) as response:
         assert response.status == 201, await response.text()
         task_id: str = (await response.json())["task_id"]
         return task_id
 
 
 async def finished(client: aiohttp.ClientSession, task_id: str) -> dict[str, Any]:
-    async with client.get(f"/api/v1/tasks/{task_id}", params=dict(wait=str(WAIT_SECONDS))) as response:
+    async with client.get(f"/api/v1/tasks/{task_id}", params={"wait": str(WAIT_SECONDS)}) as response:
         assert response.status == 200, await response.text()
         view: dict[str, Any] = await response.json()
     assert view["status"] not in ("queued", "running"), f"task not done within {WAIT_SECONDS} s: {view}"
@@ -84,24 +83,24 @@ async def test_worker_registers_and_completes_tasks_end_to_end(
         assert workers[0]["status"] == "idle"
         assert sorted(workers[0]["skills"]) == ["check_inventory", "flaky"]
 
-        ok_id = await submit(client, "check_inventory", dict(items=["apple", "pear"]))
-        custom_id = await submit(client, "check_inventory", dict(items=["unavailable_item"]))
-        flaky_id = await submit(client, "flaky", dict())
+        ok_id = await submit(client, "check_inventory", {"items": ["apple", "pear"]})
+        custom_id = await submit(client, "check_inventory", {"items": ["unavailable_item"]})
+        flaky_id = await submit(client, "flaky", {})
 
         ok = await finished(client, ok_id)
         custom = await finished(client, custom_id)
         failed = await finished(client, flaky_id)
 
     assert ok["status"] == "success"
-    assert ok["data"] == dict(items_checked=2, job_id=ok["job_id"])
+    assert ok["data"] == {"items_checked": 2, "job_id": ok["job_id"]}
     assert ok["worker_id"] == WORKER_ID
     assert custom["status"] == "out_of_stock"
-    assert custom["data"] == dict(missing_item="unavailable_item")
+    assert custom["data"] == {"missing_item": "unavailable_item"}
     # Any exception is a TRANSIENT_ERROR: the orchestrator retries it 3 times, then quarantines the job.
     assert failed["status"] == "quarantined"
     assert len(failed["attempts"]) == 4
     assert all(
-        a["error"] == dict(code=TRANSIENT_ERROR, message="warehouse API unreachable")
+        a["error"] == {"code": TRANSIENT_ERROR, "message": "warehouse API unreachable"}
         for a in failed["attempts"]
     )
 
@@ -109,7 +108,7 @@ async def test_worker_registers_and_completes_tasks_end_to_end(
 async def test_task_queued_before_the_worker_started_is_picked_up(
     orchestrator_url: str, client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    task_id = await submit(client, "check_inventory", dict(items=["apple"]))
+    task_id = await submit(client, "check_inventory", {"items": ["apple"]})
     async with build_worker(orchestrator_url, tmp_path):
         done = await finished(client, task_id)
     assert done["status"] == "success"

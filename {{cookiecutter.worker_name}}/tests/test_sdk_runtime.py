@@ -1,8 +1,6 @@
 """The runtime against the mock orchestrator over real loopback HTTP, with injected faults: outages,
 503/429 bursts, connection resets, failing result POSTs, progress events, the skill alias."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +12,10 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+
+from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Wiring, Worker, health
+from avtomatika_worker.ratelimit import RateLimits
+
 from sdk_faults import (
     CLIENT_TOKEN,
     WORKER_ID,
@@ -25,9 +27,6 @@ from sdk_faults import (
     worker_config,
 )
 from services import eventually, free_port
-
-from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Wiring, Worker, health
-from avtomatika_worker.ratelimit import RateLimits
 
 Stack = tuple[ControlClient, FaultProxy, str]  # control client, proxy, URL the worker uses
 
@@ -79,7 +78,7 @@ async def test_worker_started_before_the_orchestrator_registers_once_it_comes_up
                 base_url=url, headers={"X-Client-Token": CLIENT_TOKEN}
             ) as session:
                 control = ControlClient(session)
-                done = await control.finished(await control.submit("check_inventory", dict(items=["a"])))
+                done = await control.finished(await control.submit("check_inventory", {"items": ["a"]}))
             assert done["status"] == "success"
         finally:
             await worker.stop()
@@ -157,12 +156,12 @@ async def test_503_and_429_bursts_are_retried_and_the_task_completes(stack: Stac
         Fault("GET", "/tasks/next", 2, 429),
         Fault("POST", "/tasks/result", 2, 429),
     ]
-    task_id = await control.submit("check_inventory", dict(items=["a", "b"]))
+    task_id = await control.submit("check_inventory", {"items": ["a", "b"]})
     # Each 429 silences its message type for one rate-limit period: make that short.
     async with make_worker(url, tmp_path, rate_limits=RateLimits(enabled=False, period=0.05)):
         done = await control.finished(task_id)
     assert done["status"] == "success"
-    assert done["data"] == dict(items_checked=2)
+    assert done["data"] == {"items_checked": 2}
     assert proxy.statuses("POST", "/workers/register") == [503, 503, 200]
     assert proxy.statuses("GET", "/tasks/next")[:6] == [503, 503, 503, 429, 429, 200]
     assert all(f.count == 0 for f in proxy.faults)
@@ -171,7 +170,7 @@ async def test_503_and_429_bursts_are_retried_and_the_task_completes(stack: Stac
 async def test_connection_reset_mid_poll_is_survived(stack: Stack, tmp_path: Path) -> None:
     control, proxy, url = stack
     proxy.faults.append(Fault("GET", "/tasks/next", 2, status=0))
-    task_id = await control.submit("check_inventory", dict(items=["a"]))
+    task_id = await control.submit("check_inventory", {"items": ["a"]})
     async with make_worker(url, tmp_path):
         done = await control.finished(task_id)
     assert done["status"] == "success"
@@ -183,7 +182,7 @@ async def test_result_post_failing_n_times_is_resent_resealed_until_accepted(
 ) -> None:
     control, proxy, url = stack
     proxy.faults += [Fault("POST", "/tasks/result", 3, 503), Fault("POST", "/tasks/result", 1, 0)]
-    task_id = await control.submit("check_inventory", dict(items=["a"]))
+    task_id = await control.submit("check_inventory", {"items": ["a"]})
     async with make_worker(url, tmp_path):
         done = await control.finished(task_id)
         await eventually(lambda: not list((tmp_path / "spool").glob("*.result.json")), what="spool emptied")
@@ -197,7 +196,7 @@ async def test_result_post_failing_n_times_is_resent_resealed_until_accepted(
 async def test_results_left_in_the_spool_are_delivered_after_a_restart(stack: Stack, tmp_path: Path) -> None:
     control, proxy, url = stack
     proxy.faults.append(Fault("POST", "/tasks/result", 1000, 503))  # results cannot get through
-    task_id = await control.submit("check_inventory", dict(items=["a", "b", "c"]))
+    task_id = await control.submit("check_inventory", {"items": ["a", "b", "c"]})
     async with make_worker(url, tmp_path, shutdown_timeout=0.2):
         await eventually(lambda: len(proxy.bodies("POST", "/tasks/result")) >= 2, what="result retried")
         await eventually(
@@ -212,7 +211,7 @@ async def test_results_left_in_the_spool_are_delivered_after_a_restart(stack: St
         done = await control.finished(task_id)
         await eventually(lambda: not list((tmp_path / "spool").glob("*.result.json")), what="spool emptied")
     assert done["status"] == "success"
-    assert done["data"] == dict(items_checked=3)
+    assert done["data"] == {"items_checked": 3}
 
 
 async def test_orchestrator_outage_mid_run_then_work_resumes(stack: Stack, tmp_path: Path) -> None:
@@ -221,7 +220,7 @@ async def test_orchestrator_outage_mid_run_then_work_resumes(stack: Stack, tmp_p
         proxy.broken = True
         await eventually(lambda: proxy.statuses("GET", "/tasks/next").count(503) >= 3, what="polls failing")
         proxy.broken = False
-        done = await control.finished(await control.submit("check_inventory", dict(items=["a"])))
+        done = await control.finished(await control.submit("check_inventory", {"items": ["a"]}))
     assert done["status"] == "success"
 
 
@@ -234,10 +233,10 @@ async def test_progress_events_reach_the_orchestrator(stack: Stack, tmp_path: Pa
     async def resize(params: dict[str, Any], send_progress: Callable[..., Awaitable[None]]) -> dict[str, Any]:
         await send_progress(0.5, "half way")
         await release.wait()
-        return dict(data=dict(done=True))
+        return {"data": {"done": True}}
 
     async with worker:
-        task_id = await control.submit("resize", dict())
+        task_id = await control.submit("resize", {})
         views: list[dict[str, Any]] = []
 
         async def progress_seen() -> bool:
@@ -262,10 +261,10 @@ async def test_send_progress_rejects_a_fraction_outside_0_to_1(stack: Stack, tmp
     @worker.skill("resize")
     async def resize(params: dict[str, Any], send_progress: Callable[..., Awaitable[None]]) -> dict[str, Any]:
         await send_progress(40)
-        return dict()
+        return {}
 
     async with worker:
-        done = await control.finished(await control.submit("resize", dict()))
+        done = await control.finished(await control.submit("resize", {}))
     assert done["attempts"][0]["error"]["message"] == (
         "send_progress(fraction=40): fraction must be a number from 0 to 1, e.g. 0.4"
     )
@@ -284,15 +283,19 @@ async def test_permanent_and_invalid_input_exceptions_decide_the_job_fate(
         raise InvalidInputError("items must be a list")
 
     async with worker:
-        permanent = await control.finished(await control.submit("strict", dict(kind="permanent")))
-        invalid = await control.finished(await control.submit("strict", dict(kind="invalid")))
-        still_ok = await control.finished(await control.submit("check_inventory", dict(items=["a"])))
+        permanent = await control.finished(await control.submit("strict", {"kind": "permanent"}))
+        invalid = await control.finished(await control.submit("strict", {"kind": "invalid"}))
+        still_ok = await control.finished(await control.submit("check_inventory", {"items": ["a"]}))
     assert permanent["status"] == "quarantined"
-    assert permanent["attempts"][0]["error"] == dict(
-        code="PERMANENT_ERROR", message="warehouse closed for good"
-    )
+    assert permanent["attempts"][0]["error"] == {
+        "code": "PERMANENT_ERROR",
+        "message": "warehouse closed for good",
+    }
     assert invalid["status"] == "failure"
-    assert invalid["attempts"][0]["error"] == dict(code="INVALID_INPUT_ERROR", message="items must be a list")
+    assert invalid["attempts"][0]["error"] == {
+        "code": "INVALID_INPUT_ERROR",
+        "message": "items must be a list",
+    }
     assert still_ok["status"] == "success"
 
 
@@ -310,7 +313,7 @@ async def test_liveness_file_says_ok_while_connected_and_is_removed_on_stop(
 
 async def test_liveness_turns_unreachable_when_the_orchestrator_fails(stack: Stack, tmp_path: Path) -> None:
     _, proxy, url = stack
-    env = dict(WORKER_HEALTH_FILE=str(tmp_path / "health.json"), WORKER_HEARTBEAT_INTERVAL="0.1")
+    env = {"WORKER_HEALTH_FILE": str(tmp_path / "health.json"), "WORKER_HEARTBEAT_INTERVAL": "0.1"}
     async with make_worker(url, tmp_path, heartbeat_interval=0.1):
         await eventually(lambda: health.main(env) == 0, what="healthy")
         proxy.broken = True

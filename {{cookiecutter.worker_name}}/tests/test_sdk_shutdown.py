@@ -1,7 +1,5 @@
 """SIGTERM/SIGINT: a real worker process against the in-process mock orchestrator."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
 from sdk_faults import CLIENT_TOKEN, WORKER_TOKEN, ControlClient, start_mock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -122,16 +121,16 @@ async def test_signal_mid_task_lets_it_finish_reports_it_and_exits_0(
     control, url = mock
     worker = await spawn_worker(url, tmp_path, shutdown_timeout=60)
     release = tmp_path / "release"
-    task_id = await control.submit("wait_for_file", dict(path=str(release)))
+    task_id = await control.submit("wait_for_file", {"path": str(release)})
     await worker.wait_for_line("STARTED")
     worker.signal(signum)
     await worker.wait_for_line("stop requested")
-    late_id = await control.submit("wait_for_file", dict(path=str(release)))  # must not be picked up
+    late_id = await control.submit("wait_for_file", {"path": str(release)})  # must not be picked up
     release.touch()
     assert await worker.exit_code() == 0, "\n".join(worker.lines)
     done = await control.show(task_id)
     assert done["status"] == "success", done
-    assert done["data"] == dict(released=True)
+    assert done["data"] == {"released": True}
     assert (await control.show(late_id))["status"] == "queued"
     assert not list((tmp_path / "spool").glob("*.result.json"))
     assert not list((tmp_path / "spool").glob("*.task.json"))
@@ -144,7 +143,7 @@ async def test_task_outliving_the_shutdown_timeout_is_run_again_by_the_next_proc
     control, url = mock
     release = tmp_path / "release"
     first = await spawn_worker(url, tmp_path, shutdown_timeout=0.2)
-    task_id = await control.submit("wait_for_file", dict(path=str(release)))
+    task_id = await control.submit("wait_for_file", {"path": str(release)})
     await first.wait_for_line("STARTED")
     first.signal(signal.SIGTERM)
     assert await first.exit_code() == 0, "\n".join(first.lines)
@@ -167,14 +166,15 @@ async def test_without_the_orchestrators_dispatch_index_the_task_is_reported_for
 ) -> None:
     control, url = mock  # the mock keeps no dispatch index in Redis: it re-queues a reported task itself
     worker = await spawn_worker(url, tmp_path, shutdown_timeout=0.2, REDIS_URL=redis_url)
-    task_id = await control.submit("forever", dict())
+    task_id = await control.submit("forever", {})
     await worker.wait_for_line("STARTED")
     worker.signal(signal.SIGTERM)
     assert await worker.exit_code() == 0, "\n".join(worker.lines)
     view = await control.show(task_id)
-    assert view["attempts"][0]["error"] == dict(
-        code="TRANSIENT_ERROR", message="worker shut down before the task finished"
-    )
+    assert view["attempts"][0]["error"] == {
+        "code": "TRANSIENT_ERROR",
+        "message": "worker shut down before the task finished",
+    }
     assert view["status"] == "queued"  # the orchestrator re-dispatches it (retry 1 of 3)
 
 
@@ -183,7 +183,7 @@ async def test_second_signal_stops_at_once_and_keeps_the_result_in_the_spool_or_
 ) -> None:
     control, url = mock
     worker = await spawn_worker(url, tmp_path, shutdown_timeout=3600)
-    task_id = await control.submit("forever", dict())
+    task_id = await control.submit("forever", {})
     await worker.wait_for_line("STARTED")
     worker.signal(signal.SIGTERM)
     await worker.wait_for_line("stop requested")

@@ -1,7 +1,5 @@
 """Canonical JSON and sealing must match what the orchestrator (rxon 1.0b17) verifies."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 import hashlib
 import hmac
 import time
@@ -12,16 +10,16 @@ from avtomatika_worker.signing import canonical_json, seal, sign, sign_task, tas
 #   d = rxon.utils.to_dict(GOLDEN_MESSAGE); d.pop("security"); d.pop("_signature")
 #   orjson.dumps(d, option=orjson.OPT_SORT_KEYS)        -> GOLDEN_CANONICAL
 #   rxon.security.sign_payload(GOLDEN_MESSAGE, "golden-token") -> GOLDEN_SIGNATURE
-GOLDEN_MESSAGE = dict(
-    worker_id="golden-worker",
-    status="idle",
-    current_tasks=["job-1"],
-    data=dict(b=2.0, a=None, n=[1, None, 0.5], txt="склад ✓", small=1e-7, f=123.456),
-    timestamp=1795871513,
-    nonce="00112233445566778899aabbccddeeff",
-    security=dict(signature="x", signer_id="golden-worker"),
-    _signature="y",
-)
+GOLDEN_MESSAGE = {
+    "worker_id": "golden-worker",
+    "status": "idle",
+    "current_tasks": ["job-1"],
+    "data": {"b": 2.0, "a": None, "n": [1, None, 0.5], "txt": "склад ✓", "small": 1e-7, "f": 123.456},
+    "timestamp": 1795871513,
+    "nonce": "00112233445566778899aabbccddeeff",
+    "security": {"signature": "x", "signer_id": "golden-worker"},
+    "_signature": "y",
+}
 GOLDEN_CANONICAL = (
     '{"current_tasks":["job-1"],"data":{"b":2,"f":123.456,"n":[1,null,0.5],"small":1e-7,'
     '"txt":"склад ✓"},"nonce":"00112233445566778899aabbccddeeff","status":"idle",'
@@ -39,31 +37,30 @@ def test_signature_matches_rxon_golden_vector() -> None:
 
 
 def test_null_members_are_dropped_recursively_but_null_list_items_kept() -> None:
-    message = dict(a=None, b=dict(c=None, d=1), e=[None, dict(f=None)])
+    message = {"a": None, "b": {"c": None, "d": 1}, "e": [None, {"f": None}]}
     assert canonical_json(message) == b'{"b":{"d":1},"e":[null,{}]}'
 
 
 def test_integral_floats_become_ints() -> None:
-    assert canonical_json(dict(x=2.0, y=-0.0, z=2.5)) == b'{"x":2,"y":0,"z":2.5}'
+    assert canonical_json({"x": 2.0, "y": -0.0, "z": 2.5}) == b'{"x":2,"y":0,"z":2.5}'
 
 
 def test_non_ascii_is_not_escaped() -> None:
-    assert canonical_json(dict(city="Zürich")) == '{"city":"Zürich"}'.encode()
+    assert canonical_json({"city": "Zürich"}) == '{"city":"Zürich"}'.encode()
 
 
 def test_keys_are_sorted_at_every_level() -> None:
-    assert canonical_json(dict(b=1, a=dict(z=1, y=2))) == b'{"a":{"y":2,"z":1},"b":1}'
+    assert canonical_json({"b": 1, "a": {"z": 1, "y": 2}}) == b'{"a":{"y":2,"z":1},"b":1}'
 
 
 def test_security_and_underscore_signature_are_excluded_only_at_top_level() -> None:
-    message = dict(security="s", _signature="t", inner=dict(security="kept"))
-    # Closing braces split so this Jinja-rendered file never contains two in a row.
-    assert canonical_json(message) == b'{"inner":{"security":"kept"}' + b"}"
+    message = {"security": "s", "_signature": "t", "inner": {"security": "kept"}}
+    assert canonical_json(message) == b'{"inner":{"security":"kept"}}'
 
 
 def test_seal_adds_int_timestamp_nonce_and_verifiable_signature() -> None:
     before = int(time.time())
-    sealed = seal(dict(worker_id="w-1", status="idle"), "w-1", "secret")
+    sealed = seal({"worker_id": "w-1", "status": "idle"}, "w-1", "secret")
     assert isinstance(sealed["timestamp"], int)
     assert before <= sealed["timestamp"] <= int(time.time())
     assert sealed["security"]["signer_id"] == "w-1"
@@ -74,32 +71,32 @@ def test_seal_adds_int_timestamp_nonce_and_verifiable_signature() -> None:
 
 
 def test_seal_returns_new_dict_with_fresh_nonce_each_time() -> None:
-    message = dict(worker_id="w-1")
+    message = {"worker_id": "w-1"}
     first = seal(message, "w-1", "secret")
     second = seal(message, "w-1", "secret")
-    assert message == dict(worker_id="w-1")
+    assert message == {"worker_id": "w-1"}
     assert first["nonce"] != second["nonce"]
     assert first["security"]["signature"] != second["security"]["signature"]
 
 
 def test_seal_replaces_a_stale_security_member() -> None:
-    sealed = seal(dict(worker_id="w-1", security=dict(signature="old")), "w-1", "secret")
+    sealed = seal({"worker_id": "w-1", "security": {"signature": "old"}}, "w-1", "secret")
     assert sealed["security"]["signature"] != "old"
 
 
 # Computed with rxon 1.0b17: sign_payload(GOLDEN_TASK, "orch-secret", ignore_fields=["sig", "orchestrator_signature"])
-GOLDEN_TASK = dict(
-    job_id="j-1",
-    task_id="task-1",
-    type="check",
-    params=dict(items=["apple"], w=2.0),
-    priority=0,
-    step=1,
-    timestamp=1795871513,
-    tracing_context=dict(),
-    deadline=1795871651.679986,
-    security=dict(x=1),
-)
+GOLDEN_TASK = {
+    "job_id": "j-1",
+    "task_id": "task-1",
+    "type": "check",
+    "params": {"items": ["apple"], "w": 2.0},
+    "priority": 0,
+    "step": 1,
+    "timestamp": 1795871513,
+    "tracing_context": {},
+    "deadline": 1795871651.679986,
+    "security": {"x": 1},
+}
 GOLDEN_TASK_SIG = "28066f770b5ef7fe70780de8418c4336a96d8cf0512e0666a1fc58a82122f144"
 
 
@@ -111,7 +108,7 @@ def test_task_sig_matches_the_orchestrator_golden_vector() -> None:
 
 def test_task_sig_problems_are_named() -> None:
     assert "no orchestrator signature" in (task_signature_problem(dict(GOLDEN_TASK), "orch-secret") or "")
-    forged = dict(GOLDEN_TASK, sig=GOLDEN_TASK_SIG, params=dict(items=["pear"]))
+    forged = dict(GOLDEN_TASK, sig=GOLDEN_TASK_SIG, params={"items": ["pear"]})
     assert "does not match" in (task_signature_problem(forged, "orch-secret") or "")
     assert "does not match" in (task_signature_problem(dict(signed_copy()), "other-secret") or "")
 

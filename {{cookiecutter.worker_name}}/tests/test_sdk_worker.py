@@ -2,8 +2,6 @@
 polling, results, retries, concurrency). The full round trip against mock_orchestrator is in
 test_sdk_roundtrip.py."""
 
-# ruff: noqa: C408  # dict(...) on purpose: this file is Jinja-rendered (no double braces allowed).
-
 from __future__ import annotations
 
 import asyncio
@@ -16,11 +14,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from services import eventually
 
 from avtomatika_worker import Backoff, RegistrationError, Wiring, Worker, WorkerConfig
 from avtomatika_worker.ratelimit import RateLimits
 from avtomatika_worker.signing import sign
+
+from services import eventually
 
 TOKEN = "fake-worker-token"
 WORKER_ID = "fake-worker-01"
@@ -50,7 +49,7 @@ class FakeOrchestrator:
     async def _record(self, request: web.Request) -> Any:
         body = await request.json() if request.can_read_body else None
         self.requests.append((request.method, request.path, dict(request.headers), body))
-        if isinstance(body, dict) and body.get("security", dict()).get("signature") != sign(body, TOKEN):
+        if isinstance(body, dict) and body.get("security", {}).get("signature") != sign(body, TOKEN):
             self.bad_signatures += 1
         return body
 
@@ -61,18 +60,18 @@ class FakeOrchestrator:
 
     async def register(self, request: web.Request) -> web.Response:
         await self._record(request)
-        return self._reply(self.register_replies, dict(status="registered", version="1.0b17"))
+        return self._reply(self.register_replies, {"status": "registered", "version": "1.0b17"})
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         if not await self._record(request):
-            return self._reply(self.ttl_replies, dict(status="ttl_refreshed"))
-        return self._reply(self.heartbeat_replies, dict(status="ok"))
+            return self._reply(self.ttl_replies, {"status": "ttl_refreshed"})
+        return self._reply(self.heartbeat_replies, {"status": "ok"})
 
     async def next_task(self, request: web.Request) -> web.Response:
         await self._record(request)
         if self.failing_polls > 0:
             self.failing_polls -= 1
-            return web.json_response(dict(error="down"), status=503)
+            return web.json_response({"error": "down"}, status=503)
         try:
             task = await asyncio.wait_for(self.tasks.get(), self.poll_hold)
         except TimeoutError:
@@ -86,7 +85,7 @@ class FakeOrchestrator:
     async def result(self, request: web.Request) -> web.Response:
         body = await self._record(request)
         await self.results.put(body)
-        return self._reply(self.result_replies, dict(status="accepted", transition="success_transition"))
+        return self._reply(self.result_replies, {"status": "accepted", "transition": "success_transition"})
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -113,16 +112,16 @@ async def fake() -> AsyncIterator[tuple[FakeOrchestrator, str]]:
 
 
 def make_worker(url: str, backoff: Backoff | None = None, **overrides: Any) -> Worker:
-    settings: dict[str, Any] = dict(
-        worker_type="inventory-checker",
-        orchestrator_url=url,
-        worker_token=TOKEN,
-        worker_id=WORKER_ID,
-        heartbeat_interval=30.0,
-        poll_timeout=10.0,
-        shutdown_timeout=5.0,
-        rate_limits=RateLimits(enabled=False, period=0.01),  # a scripted 429 silences its type briefly
-    )
+    settings: dict[str, Any] = {
+        "worker_type": "inventory-checker",
+        "orchestrator_url": url,
+        "worker_token": TOKEN,
+        "worker_id": WORKER_ID,
+        "heartbeat_interval": 30.0,
+        "poll_timeout": 10.0,
+        "shutdown_timeout": 5.0,
+        "rate_limits": RateLimits(enabled=False, period=0.01),  # a scripted 429 silences its type briefly
+    }
     settings.update(overrides)
     config = WorkerConfig(**settings)
     worker = Worker(
@@ -131,13 +130,13 @@ def make_worker(url: str, backoff: Backoff | None = None, **overrides: Any) -> W
 
     @worker.task("check_inventory")
     async def check(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return dict(data=dict(items=len(params.get("items", []))))
+        return {"data": {"items": len(params.get("items", []))}}
 
     return worker
 
 
 def task(n: int, task_type: str = "check_inventory", **extra: Any) -> dict[str, Any]:
-    return dict(job_id=f"job-{n}", task_id=f"task-{n}", type=task_type, params=dict(items=["a"]), **extra)
+    return dict(job_id=f"job-{n}", task_id=f"task-{n}", type=task_type, params={"items": ["a"]}, **extra)
 
 
 async def test_registers_signed_with_skills_then_heartbeats_idle(fake: tuple[FakeOrchestrator, str]) -> None:
@@ -152,14 +151,14 @@ async def test_registers_signed_with_skills_then_heartbeats_idle(fake: tuple[Fak
     assert "zstd" not in headers.get("Accept-Encoding", "")
     assert body["worker_id"] == WORKER_ID
     assert body["worker_type"] == "inventory-checker"
-    assert body["supported_skills"] == [dict(name="check_inventory", type="check_inventory")]
+    assert body["supported_skills"] == [{"name": "check_inventory", "type": "check_inventory"}]
     assert body["available_skills"] == ["check_inventory"]
     assert isinstance(body["timestamp"], int)
     assert body["security"]["signer_id"] == WORKER_ID
     heartbeat = orchestrator.bodies("PATCH", f"/workers/{WORKER_ID}")[0]  # no probe right after registering
     assert heartbeat["status"] == "idle"
     assert heartbeat["current_tasks"] == []
-    assert heartbeat["capabilities"] == dict(websockets=True)
+    assert heartbeat["capabilities"] == {"websockets": True}
     assert orchestrator.bad_signatures == 0
 
 
@@ -190,9 +189,7 @@ async def test_transient_errors_are_retried_with_full_jitter_capped_backoff(
     fake: tuple[FakeOrchestrator, str],
 ) -> None:
     orchestrator, url = fake
-    orchestrator.register_replies += [(503, dict(error="busy"))] * 4 + [
-        (429, dict(error="Too Many Requests"))
-    ]
+    orchestrator.register_replies += [(503, {"error": "busy"})] * 4 + [(429, {"error": "Too Many Requests"})]
     bounds: list[tuple[float, float]] = []
     delays: list[float] = []
 
@@ -216,7 +213,7 @@ async def test_rejected_registration_raises_with_the_orchestrator_error(
     fake: tuple[FakeOrchestrator, str],
 ) -> None:
     orchestrator, url = fake
-    orchestrator.register_replies.append((403, dict(error="Unauthorized: No valid token found")))
+    orchestrator.register_replies.append((403, {"error": "Unauthorized: No valid token found"}))
     worker = make_worker(url)
     with pytest.raises(RegistrationError, match=r"No valid token found.*check WORKER_TOKEN"):
         await worker.start()
@@ -232,7 +229,7 @@ async def test_task_result_is_signed_and_complete(fake: tuple[FakeOrchestrator, 
     assert result["task_id"] == "task-1"
     assert result["worker_id"] == WORKER_ID
     assert result["status"] == "success"
-    assert result["data"] == dict(items=1)
+    assert result["data"] == {"items": 1}
     assert "error" not in result
     assert orchestrator.bad_signatures == 0
 
@@ -254,7 +251,7 @@ async def test_rejected_result_is_logged_with_the_orchestrator_error(
     fake: tuple[FakeOrchestrator, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     orchestrator, url = fake
-    orchestrator.result_replies.append((400, dict(error="Invalid TaskResult payload: bad data")))
+    orchestrator.result_replies.append((400, {"error": "Invalid TaskResult payload: bad data"}))
     with caplog.at_level(logging.ERROR, logger="avtomatika_worker"):
         async with make_worker(url):
             await orchestrator.tasks.put(task(1))
@@ -288,7 +285,7 @@ async def test_runs_up_to_max_concurrent_tasks_at_once(fake: tuple[FakeOrchestra
         peak = max(peak, len(running))
         await release.wait()
         running.discard(task_id)
-        return dict()
+        return {}
 
     async with worker:
         for n in range(3):
@@ -329,11 +326,11 @@ async def test_same_job_step_redelivered_with_a_new_task_id_runs_twice_and_repor
     async def slow(params: dict[str, Any], task_id: str) -> dict[str, Any]:
         started.append(task_id)
         await release.wait()
-        return dict(data=dict(task=task_id))
+        return {"data": {"task": task_id}}
 
     async with worker:
-        await orchestrator.tasks.put(dict(job_id="job-7", task_id="task-a", type="slow", params=dict()))
-        await orchestrator.tasks.put(dict(job_id="job-7", task_id="task-b", type="slow", params=dict()))
+        await orchestrator.tasks.put({"job_id": "job-7", "task_id": "task-a", "type": "slow", "params": {}})
+        await orchestrator.tasks.put({"job_id": "job-7", "task_id": "task-b", "type": "slow", "params": {}})
         await eventually(lambda: len(started) == 2)
         heartbeat = await next_heartbeat(orchestrator)
         assert heartbeat["current_tasks"] == ["job-7"]
@@ -355,13 +352,13 @@ async def test_gzip_task_with_unknown_fields_and_float_deadline_is_run(
     @worker.task("deadline")
     async def with_deadline(params: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         seen.append(deadline)
-        return dict()
+        return {}
 
     orchestrator.gzip_tasks = True
     async with worker:
         padding = "x" * 2000  # large enough that compression matters
         await orchestrator.tasks.put(
-            task(1, task_type="deadline", deadline=1795871651.679986, future_field=dict(a=padding), step=3)
+            task(1, task_type="deadline", deadline=1795871651.679986, future_field={"a": padding}, step=3)
         )
         result = await asyncio.wait_for(orchestrator.results.get(), 5)
     assert orchestrator.gzip_sent == 1
@@ -385,12 +382,12 @@ async def test_task_signature_is_verified_when_the_secret_is_set(
     @worker.task("signed")
     async def signed(params: dict[str, Any], task_id: str) -> dict[str, Any]:
         ran.append(task_id)
-        return dict()
+        return {}
 
-    payload = task(1, task_type="signed", deadline=1795871651.5, security=dict(a=1), step=1)
+    payload = task(1, task_type="signed", deadline=1795871651.5, security={"a": 1}, step=1)
     payload["sig"] = sign_task(payload, SECRET)
     if mutate == "tamper":
-        payload["params"] = dict(items=["forged"])
+        payload["params"] = {"items": ["forged"]}
     elif mutate == "drop":
         del payload["sig"]
     async with worker:
@@ -419,12 +416,12 @@ async def test_heartbeat_reply_cancelling_the_job_reports_cancelled_not_success(
     async def slow(params: dict[str, Any]) -> dict[str, Any]:
         started.set()
         await asyncio.Event().wait()  # until cancelled
-        return dict()
+        return {}
 
     async with worker:
         await orchestrator.tasks.put(task(1, task_type="slow"))
         await asyncio.wait_for(started.wait(), 5)
-        orchestrator.heartbeat_replies.append((200, dict(status="ok", cancel_task_ids=["job-1"])))
+        orchestrator.heartbeat_replies.append((200, {"status": "ok", "cancel_task_ids": ["job-1"]}))
         await next_heartbeat(orchestrator)
         result = await asyncio.wait_for(orchestrator.results.get(), 5)
     assert result["status"] == "cancelled"
@@ -442,7 +439,7 @@ async def test_every_slot_taken_still_reports_idle_so_the_orchestrator_queues_wo
     async def slow(params: dict[str, Any]) -> dict[str, Any]:
         started.set()
         await release.wait()
-        return dict()
+        return {}
 
     async with worker:
         await orchestrator.tasks.put(task(1, task_type="slow"))
@@ -460,8 +457,8 @@ async def test_token_never_appears_in_logs(
     fake: tuple[FakeOrchestrator, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     orchestrator, url = fake
-    orchestrator.register_replies.append((503, dict(error="busy")))
-    orchestrator.result_replies.append((403, dict(error="Invalid cryptographic signature")))
+    orchestrator.register_replies.append((503, {"error": "busy"}))
+    orchestrator.result_replies.append((403, {"error": "Invalid cryptographic signature"}))
     worker = make_worker(url, backoff=Backoff(base=0.01, cap=0.02))
 
     @worker.task("boom")

@@ -12,11 +12,12 @@ import pytest
 from dotenv import dotenv_values
 from pytest_docker.plugin import DockerComposeExecutor, Services
 
-from conftest import FAILED_KEY, PROJECT_ROOT, free_port, skip_or_fail
-from e2e.stack import Compose, Mock, docker, wait_for
+from e2e.stack import WORKER, Compose, Mock, docker, wait_for
+from services import FAILED_KEY, PROJECT_ROOT, free_port, skip_or_fail
 
 OVERRIDE = Path(__file__).with_name("compose.e2e.yml")
-WORKER = "worker"
+# The stack's published ports; each run takes free ones (a local stack or Redis may hold the defaults).
+HOST_PORTS = ("MOCK_ORCHESTRATOR_PORT", "REDIS_PORT")
 
 
 def docker_engine_available() -> bool:
@@ -39,19 +40,17 @@ def docker_compose_project_name() -> str:
 
 @pytest.fixture(scope="session")
 def compose(docker_compose_file: list[str], docker_compose_project_name: str) -> Iterator[Compose]:
-    """The project's compose command; its host port is a free one, so runs never clash."""
+    """The project's compose command; its host ports are free ones, so runs never clash."""
     if not docker_engine_available():
         skip_or_fail("no Docker engine is running (start Docker, or run `pytest -m 'not e2e'`)")
     if not (PROJECT_ROOT / ".env").is_file():
         pytest.fail(".env is missing: copy .env.example to .env and fill in WORKER_TOKEN and CLIENT_TOKEN")
-    port = str(free_port())
+    ports = {name: str(free_port()) for name in HOST_PORTS}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MOCK_ORCHESTRATOR_PORT", port)  # pytest-docker's commands read os.environ
+        for name, port in ports.items():
+            patch.setenv(name, port)  # pytest-docker's commands read os.environ
         yield Compose(
-            docker_compose_project_name,
-            [Path(f) for f in docker_compose_file],
-            PROJECT_ROOT,
-            {"MOCK_ORCHESTRATOR_PORT": port},
+            docker_compose_project_name, [Path(f) for f in docker_compose_file], PROJECT_ROOT, ports
         )
 
 

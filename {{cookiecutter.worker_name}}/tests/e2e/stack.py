@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 WAIT_SECONDS = 90
+WORKER = "worker"  # the compose service of the worker
 ACTIVE = ("queued", "running")
 
 

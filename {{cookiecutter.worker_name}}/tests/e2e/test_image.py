@@ -6,17 +6,21 @@ import subprocess
 
 import pytest
 
-from e2e.conftest import WORKER
-from e2e.stack import Compose, Mock, docker, inspect
+from e2e.stack import WORKER, Compose, Mock, docker, inspect
+from services import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
 MAX_GROWTH_BYTES = 40 * 1024 * 1024
 HEALTH_COMMAND = ["CMD", "python", "-m", "avtomatika_worker.health"]
-# Run inside the image: every path that must not be there (secrets, tests, caches, local venvs).
+# Never in the image (.dockerignore and the Dockerfile keep them out): the project's own Python code
+# is everything else at its top level.
+NOT_SHIPPED = ("tests", "mock_orchestrator", "orchestrator")
+# Run inside the image: every path that must not be there (secrets, tests, caches, local venvs, dev tools).
 FIND_FORBIDDEN = """
 import os
-bad = {".env", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", ".git"}
+bad = {".env", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", ".git", "mock_orchestrator",
+       "orchestrator", "README.md", "pyproject.toml", "docker-compose.yml", "Makefile", "requirements-dev.txt"}
 for root, dirs, files in os.walk("/app"):
     for name in dirs + files:
         if name in bad:
@@ -50,6 +54,27 @@ def test_the_image_holds_no_env_file_tests_or_caches(image: str) -> None:
     result = run_in_image(image, "python", "-c", FIND_FORBIDDEN)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+def project_modules() -> list[str]:
+    """The Python modules and packages at the project's top level that the worker image must hold."""
+    return sorted(
+        path.name
+        for path in PROJECT_ROOT.iterdir()
+        if path.name not in NOT_SHIPPED
+        and not path.name.startswith(".")
+        and ((path.is_file() and path.suffix == ".py") or (path / "__init__.py").is_file())
+    )
+
+
+def test_every_module_of_the_project_is_in_the_image_and_my_worker_imports(image: str) -> None:
+    modules = project_modules()
+    assert "my_worker.py" in modules and "avtomatika_worker" in modules, modules
+    missing = "import os, sys; print([m for m in sys.argv[1:] if not os.path.exists('/app/' + m)])"
+    result = run_in_image(image, "python", "-c", missing, *modules)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+    imported = run_in_image(image, "python", "-c", "import my_worker")
+    assert imported.returncode == 0, imported.stderr
 
 
 def test_the_image_healthcheck_runs_the_sdk_liveness_check_and_reports_healthy(

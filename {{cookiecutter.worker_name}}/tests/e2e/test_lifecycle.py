@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.conftest import WORKER
-from e2e.stack import Compose, Mock, inspect, wait_for
+from e2e.stack import WORKER, Compose, Mock, inspect, wait_for
 
 pytestmark = pytest.mark.e2e
 

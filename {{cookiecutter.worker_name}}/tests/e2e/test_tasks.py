@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e.conftest import WORKER
-from e2e.stack import Compose, Mock, docker, wait_for
+from e2e.stack import WORKER, Compose, Mock, docker, wait_for
 
 pytestmark = pytest.mark.e2e
 
