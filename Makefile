@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 
 .PHONY: test unit lint venv bake bench clean
 
+# Most tests wait on processes, not on the CPU: four in parallel (pytest-xdist); the interop tests share
+# one group so that two real orchestrators never compete for the CPU with each other (conftest.py).
 test: venv  ## every test: bake, hooks, generated unit tests, docker e2e, interop with the real orchestrator
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4 --dist loadgroup
 
 unit: venv  ## the tests that need neither Docker nor the real orchestrator
-	$(BIN)/python -m pytest -m "not docker and not interop and not bench and not browser"
+	$(BIN)/python -m pytest -n 4 --dist loadgroup -m "not docker and not interop and not bench and not browser"
 
 lint: venv  ## ruff and mypy --strict on the template's own code (tests, hooks, bench)
 	$(BIN)/ruff check tests hooks bench

@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 
-from baking import TEMPLATE_DIR, Sandbox, bake_in, make_sandbox, read_env_file, run_cli
+from baking import TEMPLATE_DIR, Sandbox, bake_in, make_sandbox, run_cli
 
-# Still importable from here while modules move to `from baking import ...`.
-__all__ = ["TEMPLATE_DIR", "Sandbox", "bake_in", "make_sandbox", "read_env_file"]
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the real-orchestrator tests one after another (`make test` runs the rest in parallel)."""
+    for item in items:
+        if item.get_closest_marker("interop") is not None:
+            item.add_marker(pytest.mark.xdist_group("real-orchestrator"))
 
 
 @pytest.fixture

@@ -247,3 +247,22 @@ def test_generated_unit_tests_pass(curated: Baked) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_generated_project_passes_its_own_linters(curated: Baked, command: list[str]) -> None:
+    tool = Path(sys.executable).parent / command[0]
+    result = subprocess.run(
+        [str(tool), *command[1:]],
+        cwd=curated.project,
+        env=curated.box.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

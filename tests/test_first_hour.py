@@ -132,6 +132,8 @@ USER_SETTINGS = {  # what a user adds to a generated project
     ".github/CODEOWNERS": "* @jane\n",
     ".github/workflows/release.yml": "name: release\non: workflow_dispatch\n",
     ".pre-commit-config.yaml": "repos: []  # mine\n",
+    "tests/test_pricing.py": "def test_mine() -> None:\n    assert True\n",
+    "tests/e2e/test_pricing_e2e.py": "# mine\n",
 }
 USER_CACHES = {  # and what their tools leave there
     ".venv/lib/python3.12/site-packages/pkg/__pycache__/mod.cpython-312.pyc": "bytecode",

@@ -107,6 +107,12 @@ def test_sample_long_task_outlives_watcher_ticks_without_being_redelivered(
     assert job["state_history"]["completed_steps"] == 15
 
 
+def running_jobs(orchestrator: RealOrchestrator, worker: RunningWorker) -> list[str]:
+    """The job ids the orchestrator's record of `worker` lists as running (from its last heartbeat)."""
+    record = orchestrator.workers().get(worker.worker_id, {})
+    return list(record.get("current_tasks") or [])
+
+
 def test_redis_cancel_flag_reaches_the_handler_and_the_job_stays_cancelled(
     orchestrator: RealOrchestrator, worker: RunningWorker, tmp_path: Path
 ) -> None:
@@ -115,6 +121,9 @@ def test_redis_cancel_flag_reaches_the_handler_and_the_job_stays_cancelled(
     job_id = orchestrator.create_job("scenario", {"skill": "wait_for_cancel", "params": params}, **LONG_JOB)
     wait_for(lambda: bool(events(state_file)), 30, "the handler to start")
     task_id = events(state_file)[0]["task_id"]
+    # The heartbeat a task's arrival triggers must be through first: its reply would otherwise carry the
+    # cancellation too, and interrupt the handler before its next Redis read sees the flag.
+    wait_for(lambda: job_id in running_jobs(orchestrator, worker), 30, "the heartbeat listing the job")
     assert orchestrator.cancel(job_id) == {"status": "cancellation_request_accepted"}
     wait_for(lambda: events(state_file)[-1]["event"] != "started", 30, "the handler to see the cancellation")
     assert events(state_file)[-1] == {"event": "redis_flag", "task_id": task_id}

@@ -215,3 +215,11 @@ def baked_worker(
         yield worker
         if stays_up:
             assert worker.alive(), f"worker {worker_id} died:\n{worker.tail()}"
+        if worker.alive():
+            # The test is over: skip the clean stop's wait for the open poll (a lone worker waits out the
+            # hold) with a second SIGTERM, as an operator would.
+            proc.send_signal(signal.SIGTERM)
+            started = lambda: not worker.alive() or "stop requested" in log.read_text(errors="replace")
+            wait_for(started, 30, f"worker {worker_id} to begin its stop")
+            if worker.alive():
+                proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ QUARANTINED = "quarantined"
 # Statuses a task can still be cancelled in (avtomatika: not finished/failed/error/quarantined/cancelled).
 ACTIVE_STATUSES = frozenset({QUEUED, RUNNING})
 # The real orchestrator refuses results only for finished/failed/error/quarantined jobs: a cancelled job
-# still takes a late result (protocol.md section 10), so "cancelled" is open for results here.
+# still takes a late result (services/worker_service.py: process_task_result), so "cancelled" is open for results here.
 RESULT_OPEN_STATUSES = frozenset({QUEUED, RUNNING, CANCELLED})
 
 

@@ -26,7 +26,7 @@ def build_engine() -> OrchestratorEngine:
     os.environ.setdefault("LOG_FORMAT", "text")
     config = Config()
     # socket_timeout=None: redis-py's default 5 s read timeout breaks the orchestrator's blocking
-    # long-poll (protocol.md §6) and makes its job executor back off.
+    # long poll (storage/redis.py: dequeue_task_for_worker, BZPOPMAX) and makes its job executor back off.
     redis = Redis.from_url(
         os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), decode_responses=False, socket_timeout=None
     )
@@ -43,7 +43,7 @@ async def serve() -> None:
     await engine.start()
     logging.getLogger(__name__).info("real orchestrator ready on port %s", engine.config.API_PORT)
     await stop.wait()
-    # engine.stop() can hang on Redis storage (protocol.md §14): bound it.
+    # engine.stop() (engine.py, l. 945) can hang on Redis storage: bound it.
     try:
         await asyncio.wait_for(engine.stop(), STOP_GRACE_SECONDS)
     except TimeoutError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -93,10 +94,17 @@ def test_rewrites_are_throttled_but_status_changes_are_not(tmp_path: Path) -> No
     assert status_of(path) == "unreachable"
 
 
-def test_unwritable_path_does_not_break_the_worker(tmp_path: Path) -> None:
+def test_an_unwritable_path_is_warned_about_once_and_does_not_break_the_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    LivenessFile(blocker / "health.json", "w-1", unreachable_after=1).observe(True)  # no exception
+    liveness = LivenessFile(blocker / "health.json", "w-1", unreachable_after=1)
+    with caplog.at_level(logging.WARNING, logger="avtomatika_worker"):
+        liveness.observe(True)
+        liveness.observe(True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "cannot write the liveness file" in warnings[0]
 
 
 def write(path: Path, status: str, updated: float) -> None:

@@ -329,5 +329,9 @@ def test_worker_config_used_by_the_tests_is_isolated(tmp_path: Path) -> None:
     assert config.health_path == tmp_path / "health.json"
 
 
-async def test_worker_stop_before_start_is_harmless() -> None:
-    await Worker("inventory-checker").stop()
+async def test_worker_stop_before_start_is_harmless(caplog: pytest.LogCaptureFixture) -> None:
+    worker = Worker("inventory-checker")
+    with caplog.at_level(logging.DEBUG, logger="avtomatika_worker"):
+        await worker.stop()
+        await worker.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

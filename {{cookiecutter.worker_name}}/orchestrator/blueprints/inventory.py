@@ -2,14 +2,14 @@
 
 from avtomatika import Blueprint
 
-# Pitfalls of avtomatika 1.0b30 (protocol.md §14): no annotations on handlers (they become input/output
+# Pitfalls of avtomatika 1.0b30 (blueprint.py, watcher.py): no annotations on handlers (they become input/output
 # schemas), transitions written as literal dicts, and only an end state named `finished` gives job
 # status `finished`. A worker's `cancelled` result leaves the job `cancelled` as long as there is no
 # `cancelled` transition, so none is declared.
 #
 # Every step has a wall-clock `result_timeout_seconds`: without one, 1.0b30's watcher compares a
 # monotonic deadline with wall-clock time and re-dispatches any task still running after ~20 s
-# (protocol.md §11). The task then also carries a float `deadline`.
+# (watcher.py: run). The task then also carries a float `deadline`.
 
 RESULT_TIMEOUT_SECONDS = 600
 
