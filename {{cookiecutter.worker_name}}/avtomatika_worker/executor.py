@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .errors import TaskFailure
-from .signing import canonical_json
 from .typing import CANCELLED, FAILURE, INVALID_INPUT_ERROR, PERMANENT_ERROR, SUCCESS, TRANSIENT_ERROR
 
 logger = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ def _bad_return(name: str, problem: str) -> Outcome:
 def _json_problem(value: Any) -> str | None:
     """Return why `value` cannot be sent as JSON, or None when it can."""
     try:
-        canonical_json(value)
+        # The same encoder as the signature (signing.py: canonical_json), without its normalising pass.
+        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
         return str(exc)
     return None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
+import os
 import time
-import uuid
 from hashlib import sha256
 from typing import Any
 
@@ -38,11 +39,19 @@ def canonical_json(obj: Any, ignore: tuple[str, ...] = ()) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(token: str) -> hmac.HMAC:
+    # The keyed state, computed once per token: each signature copies it (hot path: every message).
+    return hmac.new(token.encode("utf-8"), digestmod=sha256)
+
+
 def sign(message: dict[str, Any], token: str) -> str:
     """Return the hex HMAC-SHA256 of the message's canonical form keyed with the token."""
     if not token:
         raise ValueError("the signing token must not be empty")
-    return hmac.new(token.encode("utf-8"), canonical_json(message), sha256).hexdigest()
+    mac = _keyed(token).copy()
+    mac.update(canonical_json(message))
+    return mac.hexdigest()
 
 
 def seal(message: dict[str, Any], worker_id: str, token: str) -> dict[str, Any]:
@@ -50,7 +59,7 @@ def seal(message: dict[str, Any], worker_id: str, token: str) -> dict[str, Any]:
     sealed = {k: v for k, v in message.items() if k not in _UNSIGNED_MEMBERS}
     sealed["timestamp"] = int(time.time())
     # A fresh nonce makes every send unique: the orchestrator rejects byte-identical repeats as replays.
-    sealed["nonce"] = uuid.uuid4().hex
+    sealed["nonce"] = os.urandom(16).hex()
     sealed["security"] = {"signature": sign(sealed, token), "signer_id": worker_id}
     return sealed
 
