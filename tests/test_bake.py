@@ -266,3 +266,12 @@ def test_generated_project_passes_its_own_linters(curated: Baked, command: list[
         check=False,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+def test_the_template_installs_every_dev_requirement_of_the_generated_project(curated: Baked) -> None:
+    def requirements(path: Path) -> set[str]:
+        lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+        return {line for line in lines if line and not line.startswith(("#", "-r"))}
+
+    template_dev = requirements(PROJECT_TEMPLATE.parent / "requirements-dev.txt")
+    assert requirements(curated.project / "requirements-dev.txt") <= template_dev
