@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ POLL_MARGIN = 10.0
 REPLY_EXPECTED = 5.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Pending:
     """One request in flight."""
 
@@ -28,7 +29,6 @@ class Pending:
     started: float
     expected: float
     late: bool = False
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 class ReplyWatch:
@@ -47,6 +47,11 @@ class ReplyWatch:
         self._reply_expected = reply_expected
         self._poll_margin = poll_margin
         self._hold: float | None = None
+        self._pending: set[Pending] = set()
+        # One timer for all requests in flight, due at the earliest deadline (hot path: no timer per request).
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = math.inf  # loop time the timer fires at
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def poll_hold(self) -> float:
@@ -57,19 +62,43 @@ class ReplyWatch:
         """Start timing a request described by `what` (e.g. `POST /_worker/tasks/result`)."""
         expected = self.poll_hold + self._poll_margin if poll else self._reply_expected
         pending = Pending(what, self._clock(), expected)
-        pending.timer = asyncio.get_running_loop().call_later(expected, self._late, pending)
+        self._pending.add(pending)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + expected
+        if due < self._due or self._loop is not loop:
+            self._schedule(loop, due)
         return pending
 
     def finish(self, pending: Pending, *, empty_poll: bool = False) -> float:
         """Stop timing; returns how long the request took (an empty poll also teaches the hold)."""
-        if pending.timer is not None:
-            pending.timer.cancel()
+        self._pending.discard(pending)
         took = self._clock() - pending.started
         if empty_poll:
             self._hold = took if self._hold is None else max(self._hold, took)
         if pending.late:
             logger.info("the orchestrator answered %s after %.1f s", pending.what, took)
         return took
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._due, self._loop = loop.call_at(due, self._sweep), due, loop
+
+    def _sweep(self) -> None:
+        """Mark the requests past their deadline late; wake again at the next deadline, if any."""
+        self._timer, self._due = None, math.inf
+        now, next_in = self._clock(), math.inf
+        for pending in list(self._pending):
+            if pending.late:
+                continue
+            left = pending.expected - (now - pending.started)
+            if left <= 0:
+                self._late(pending)
+            else:
+                next_in = min(next_in, left)
+        if next_in < math.inf:
+            loop = asyncio.get_running_loop()
+            self._schedule(loop, loop.time() + next_in)
 
     def _late(self, pending: Pending) -> None:
         pending.late = True
