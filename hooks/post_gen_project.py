@@ -22,12 +22,9 @@ PLACEHOLDERS = {
     "CLIENT_TOKEN": "change-me-client-token",
 }
 CACHE_DIRS = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
-# Keep in step with OPTIONAL_FILES and KEPT_DIR in pre_gen_project.py (a test checks both).
-OPTIONAL_FILES = {
-    "github_actions": (".github/workflows/ci.yml", ".github/dependabot.yml"),
-    "pre_commit": (".pre-commit-config.yaml",),
-}
+# What the pre-gen hook leaves here: the user's files it set aside, and HANDOVER (pre_gen_project.py).
 KEPT_DIR = ".cookiecutter-kept"
+HANDOVER = "handover.json"
 
 
 class HookError(Exception):
@@ -37,13 +34,12 @@ class HookError(Exception):
 def read_options() -> dict[str, object]:
     """The options this hook acts on, decoded from JSON (never pasted into this source as code)."""
     # Keep r''': tojson escapes every ' so no answer can close this string.
-    # _repo_dir and _output_dir are absent when cruft renders (it calls cookiecutter's parts directly).
+    # _output_dir is absent when cruft renders (it calls cookiecutter's parts directly).
     # fmt: off
     options: dict[str, object] = json.loads(
         r'''{{ {
             "github_actions": cookiecutter.github_actions,
             "pre_commit": cookiecutter.pre_commit,
-            "repo_dir": cookiecutter._repo_dir | default(""),
             "output_dir": cookiecutter._output_dir | default(""),
         } | tojson }}'''
     )
@@ -93,7 +89,17 @@ def prune_empty_dirs(project: Path, rels: list[str]) -> None:
             parent.rmdir()
 
 
-def remove_disabled(project: Path, options: dict[str, object]) -> None:
+def read_handover(project: Path) -> tuple[dict[str, list[str]], Path | None]:
+    """The optional files of each option and the template dir, as the pre-gen hook found them."""
+    try:
+        handover = json.loads((project / KEPT_DIR / HANDOVER).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HookError(f"the pre-gen hook's {KEPT_DIR}/{HANDOVER} is missing or unreadable ({exc})") from exc
+    template = handover["template"]
+    return handover["optional_files"], Path(template) if template else None
+
+
+def remove_disabled(project: Path, options: dict[str, object], optional_files: dict[str, list[str]]) -> None:
     """Remove the template's files of each disabled option; keep a user's file at the same path.
 
     The rule: the pre-gen hook moved any file already at one of these paths into KEPT_DIR before
@@ -101,7 +107,7 @@ def remove_disabled(project: Path, options: dict[str, object]) -> None:
     bake's) and goes; otherwise it is the user's and is put back unchanged. Nothing else is touched,
     and ``.github/`` is removed only if that leaves it empty.
     """
-    removed = [rel for option, rels in OPTIONAL_FILES.items() if options[option] is not True for rel in rels]
+    removed = [rel for option, rels in optional_files.items() if options[option] is not True for rel in rels]
     for rel in removed:
         generated, kept = project / rel, project / KEPT_DIR / rel
         if kept.is_file() and not (generated.is_file() and generated.read_bytes() == kept.read_bytes()):
@@ -112,24 +118,8 @@ def remove_disabled(project: Path, options: dict[str, object]) -> None:
     prune_empty_dirs(project, removed)
 
 
-def template_root(repo_dir: str) -> Path | None:
-    """The template dir as an absolute path: cookiecutter passes a local template as typed (e.g. ".")."""
-    if not repo_dir:
-        return None
-    candidates = [Path(repo_dir)]
-    if not Path(repo_dir).is_absolute():
-        try:  # cookiecutter runs hooks from inside the template dir (work_in(repo_dir))
-            candidates = [Path(os.readlink(f"/proc/{os.getppid()}/cwd"))]
-        except OSError:
-            candidates = []
-        candidates.append(Path(os.environ.get("PWD", "/nonexistent")) / repo_dir)
-    found = [c for c in candidates if (c / "cookiecutter.json").is_file()]
-    return found[0].resolve() if found else None
-
-
-def project_template(repo_dir: str) -> Path | None:
+def project_template(root: Path | None) -> Path | None:
     """The template's project folder (the one named after ``cookiecutter.worker_name``), if known."""
-    root = template_root(repo_dir)
     if root is None:
         return None
     found = [p for p in root.iterdir() if p.is_dir() and "cookiecutter." in p.name]
@@ -179,13 +169,14 @@ def next_steps(project: Path) -> str:
 def main() -> int:
     project = Path.cwd()
     options = read_options()
-    remove_disabled(project, options)  # first: it also puts the user's kept files back
     try:
+        optional_files, template = read_handover(project)
+        remove_disabled(project, options, optional_files)  # first: it also puts the user's kept files back
         write_env(project)
     except HookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    remove_caches(project, project_template(str(options["repo_dir"])))
+    remove_caches(project, project_template(template))
     if options["output_dir"]:  # not under cruft, whose update and diff bake into temp dirs
         print(next_steps(project))
     return 0

@@ -28,8 +28,10 @@ OPTIONAL_FILES = {
     "github_actions": (".github/workflows/ci.yml", ".github/dependabot.yml"),
     "pre_commit": (".pre-commit-config.yaml",),
 }
-# Where pre-gen moves a file a disabled option would overwrite; post-gen restores it unless it is ours.
+# Where pre-gen moves a file a disabled option would overwrite (post-gen restores it unless it is ours),
+# and leaves post-gen what it learnt (HANDOVER): the hooks run as separate scripts that share no module.
 KEPT_DIR = ".cookiecutter-kept"
+HANDOVER = "handover.json"
 # cookiecutter CLI options that take a value (so the next word is not a key=value answer).
 VALUE_OPTIONS = {"-c", "--checkout", "--directory", "--replay-file", "-o", "--output-dir"}
 VALUE_OPTIONS |= {"--config-file", "--debug-file", "--accept-hooks"}
@@ -294,6 +296,10 @@ def main() -> int:
         print("\n".join([*errors, retry]), file=sys.stderr)
         return 1
     keep_user_files(project, answers)
+    root = template_root(read_run().get("repo_dir", ""))
+    handover = {"template": str(root) if root else None, "optional_files": OPTIONAL_FILES}
+    (project / KEPT_DIR).mkdir(exist_ok=True)
+    (project / KEPT_DIR / HANDOVER).write_text(json.dumps(handover), encoding="utf-8")
     return 0
 
 

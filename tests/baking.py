@@ -64,8 +64,17 @@ def make_sandbox(root: Path) -> Sandbox:
     return box
 
 
-def bake_in(box: Sandbox, output_dir: Path, template: Path = TEMPLATE_DIR, **extra_context: Any) -> Path:
-    """Bake the template into ``output_dir`` with the sandbox's config; returns the project dir."""
+def bake_in(
+    box: Sandbox,
+    output_dir: Path,
+    template: Path = TEMPLATE_DIR,
+    *,
+    accept_hooks: bool = True,
+    **extra_context: Any,
+) -> Path:
+    """Bake the template into ``output_dir`` with the sandbox's config; returns the project dir.
+
+    ``accept_hooks=False`` is ``--accept-hooks no``: the answers reach the templates unvalidated."""
     output_dir.mkdir(parents=True, exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COOKIECUTTER_CONFIG", str(box.config_file))
@@ -78,6 +87,7 @@ def bake_in(box: Sandbox, output_dir: Path, template: Path = TEMPLATE_DIR, **ext
             extra_context=extra_context,
             output_dir=str(output_dir),
             config_file=str(box.config_file),
+            accept_hooks=accept_hooks,
         )
     return Path(project)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,20 +21,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The generated project's own copy (copied verbatim), so the template and its users run the same code.
 ORCHESTRATOR_DIR = REPO_ROOT / "{{cookiecutter.worker_name}}" / "orchestrator"
 ORCHESTRATOR_REQUIREMENTS = ORCHESTRATOR_DIR / "requirements.txt"
+# Likewise the generated project's test helpers: one free_port and one skip-or-fail policy for both.
+sys.path.append(str(REPO_ROOT / "{{cookiecutter.worker_name}}" / "tests"))
 
+from services import free_port, skip_or_fail
 
-def skip_or_fail(reason: str) -> None:
-    """Skip on a developer machine without the prerequisite; fail in CI, where nothing may skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this test may not skip)")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "skip_or_fail"]  # re-exported: the template's tests import them from here
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, pause: float = 0.05) -> None:

@@ -236,17 +236,22 @@ def curated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     )
 
 
-def test_generated_unit_tests_pass(curated: Baked) -> None:
+def run_in(baked: Baked, *command: str) -> None:
+    """Run `command` in the baked project (tools from this interpreter's venv); it must succeed."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "not e2e", "-p", "no:cacheprovider"],
-        cwd=curated.project,
-        env=curated.box.env(),
+        command,
+        cwd=baked.project,
+        env=baked.box.env(),
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+def test_generated_unit_tests_pass(curated: Baked) -> None:
+    run_in(curated, sys.executable, "-m", "pytest", "-q", "-m", "not e2e", "-p", "no:cacheprovider")
 
 
 @pytest.mark.parametrize(
@@ -255,17 +260,7 @@ def test_generated_unit_tests_pass(curated: Baked) -> None:
     ids=["ruff-check", "ruff-format", "mypy"],
 )
 def test_generated_project_passes_its_own_linters(curated: Baked, command: list[str]) -> None:
-    tool = Path(sys.executable).parent / command[0]
-    result = subprocess.run(
-        [str(tool), *command[1:]],
-        cwd=curated.project,
-        env=curated.box.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    run_in(curated, str(Path(sys.executable).parent / command[0]), *command[1:])
 
 
 def test_the_template_installs_every_dev_requirement_of_the_generated_project(curated: Baked) -> None:

@@ -8,7 +8,6 @@ import re
 import secrets
 import subprocess
 import sys
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from cookiecutter.main import cookiecutter
 
-from baking import TEMPLATE_DIR, Sandbox, read_env_file
+from baking import Sandbox, bake_in, read_env_file
 from processes import skip_or_fail
 
 NASTY_DESCRIPTION = 'Say "hi" \\ to Zoë 😀 <b>&amp;\' \\u0041 \\n — ok'
@@ -50,21 +48,6 @@ def requirement_lines(path: Path) -> list[str]:
     """The requirement specifiers of a requirements file (no comments, options or blanks)."""
     lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
     return [line for line in lines if line and not line.startswith("-")]
-
-
-def render_without_hooks(box: Sandbox, output_dir: Path, **extra_context: Any) -> Path:
-    """Render the template with the hooks off (``--accept-hooks no``): answers reach it unvalidated."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tempfile, "tempdir", str(box.temp_dir))
-        project = cookiecutter(
-            str(TEMPLATE_DIR),
-            no_input=True,
-            extra_context=extra_context,
-            output_dir=str(output_dir),
-            config_file=str(box.config_file),
-            accept_hooks=False,
-        )
-    return Path(project)
 
 
 def docker_cli(
@@ -108,7 +91,7 @@ def test_pyproject_escapes_control_characters_that_only_a_hookless_bake_lets_thr
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     description = "tab\there, bell\x07, escape\x1b, delete\x7f, next line\x85 end"
-    project = render_without_hooks(sandbox, tmp_path / "out", description=description)
+    project = bake_in(sandbox, tmp_path / "out", accept_hooks=False, description=description)
     assert pyproject(project)["project"]["description"] == description
 
 
