@@ -1,6 +1,8 @@
 # Template developer tasks. `make test` is the README's test command.
 PYTHON ?= python3
-VENV ?= .venv
+# Outside the checkout: cookiecutter copies the whole template folder before its first question (for the
+# pre-prompt hook), and a venv in it would add hundreds of megabytes to every `cookiecutter .`.
+VENV ?= $(HOME)/.cache/avtomatika-template/venv$(subst /,-,$(CURDIR))
 BIN := $(VENV)/bin
 
 .PHONY: test unit lint venv bake bench clean

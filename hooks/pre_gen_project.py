@@ -11,7 +11,6 @@ that) and ends with ``Hook script failed (exit status: 1)``: our lines stay the 
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -32,9 +31,6 @@ OPTIONAL_FILES = {
 # and leaves post-gen what it learnt (HANDOVER): the hooks run as separate scripts that share no module.
 KEPT_DIR = ".cookiecutter-kept"
 HANDOVER = "handover.json"
-# cookiecutter CLI options that take a value (so the next word is not a key=value answer).
-VALUE_OPTIONS = {"-c", "--checkout", "--directory", "--replay-file", "-o", "--output-dir"}
-VALUE_OPTIONS |= {"--config-file", "--debug-file", "--accept-hooks"}
 # Built by concatenation: this file is rendered by Jinja, where these literals would be syntax.
 RAW_OPEN, RAW_CLOSE = "{" + "% raw %}", "{" + "% endraw %}"
 JINJA_MARKERS = ("{" + "{", "{" + "%", "{" + "#")
@@ -170,49 +166,6 @@ def installed_cookiecutter_version() -> str:
     return str(getattr(cookiecutter, "__version__", "0"))
 
 
-def cli_answers(argv: list[str]) -> list[tuple[str, str]]:
-    """The ``key=value`` words of a cookiecutter command line; [] if argv is not cookiecutter's."""
-    # `cookiecutter ...` runs as `python /path/bin/cookiecutter ...`; or `python [flags] -m cookiecutter ...`.
-    names = [Path(word).name for word in argv[:2]]
-    module = argv.index("-m") + 1 if "-m" in argv[:-1] else 0
-    if "cookiecutter" in names:
-        start = names.index("cookiecutter")
-    elif module and argv[module] == "cookiecutter":
-        start = module
-    else:
-        return []
-    answers, skip = [], False
-    for word in argv[start + 1 :]:
-        if skip:
-            skip = False
-        elif word in VALUE_OPTIONS:
-            skip = True
-        elif match := re.fullmatch(r"([A-Za-z_]\w*)=(.*)", word, flags=re.DOTALL):
-            answers.append((match.group(1), match.group(2)))
-    return answers
-
-
-def parent_argv() -> list[str]:
-    """The command line of the process that runs this hook (cookiecutter), from /proc; [] elsewhere."""
-    try:
-        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]
-
-
-def check_unknown_keys(cli: list[tuple[str, str]]) -> list[str]:
-    """cookiecutter silently ignores a key the template does not ask for: name the mistyped ones."""
-    errors = []
-    for key, value in cli:
-        if key in RULES or key.startswith("_"):
-            continue
-        close = difflib.get_close_matches(key, list(RULES), n=1)
-        fix = f"did you mean {close[0]}={value!r}?" if close else "the questions are " + ", ".join(RULES)
-        errors.append(f"error: {key}={value!r} is not a question of this template (ignored). Fix: {fix}")
-    return errors
-
-
 def answer_word(name: str, value: object) -> str:
     """``name=value`` as cookiecutter reads it back from a command line."""
     if isinstance(value, bool):
@@ -289,7 +242,7 @@ def main() -> int:
         return 1
     answers = read_answers()
     project = Path.cwd()
-    errors = check_unknown_keys(cli_answers(parent_argv())) + validate(answers)
+    errors = validate(answers)  # the command line's words were checked before that (pre_prompt.py)
     if errors:
         overwrite = any(project.iterdir())  # a re-bake over an existing project needs -f again
         retry = retry_command(answers, bad_answers(answers), read_run(), overwrite)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,9 +17,38 @@ import pytest
 import yaml
 from cookiecutter.main import cookiecutter
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[1]
+DEFAULT_NAME = json.loads((CHECKOUT / "cookiecutter.json").read_text(encoding="utf-8"))["worker_name"]
+
+
+def export_template(source: Path, dest: Path) -> Path:
+    """Copy the template's own files (what a clone holds; no .venv, caches or bakes) to ``dest``.
+
+    cookiecutter copies the whole template folder for the pre-prompt hook: baking a checkout that holds a
+    .venv would copy hundreds of megabytes per bake."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=source, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        names = [Path(n.decode()) for n in listed.split(b"\0") if n]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: skip what .gitignore lists
+        skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", DEFAULT_NAME}
+        names = [
+            p.relative_to(source)
+            for p in source.rglob("*")
+            if p.is_file() and not skip & set(p.relative_to(source).parts)
+        ]
+    for name in names:
+        if (source / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, dest / name)
+    return dest
+
+
+TEMPLATE_DIR = export_template(CHECKOUT, Path(tempfile.mkdtemp(prefix="template-")) / CHECKOUT.name)
+atexit.register(shutil.rmtree, TEMPLATE_DIR.parent, True)
 PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.worker_name}}"
-DEFAULT_WORKER_NAME = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())["worker_name"]
 
 
 @dataclass(frozen=True)

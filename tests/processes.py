@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -82,19 +83,24 @@ def orchestrator_python() -> Path:
     """The interpreter of a venv holding the pinned real orchestrator, created on first use."""
     pin = ORCHESTRATOR_REQUIREMENTS.read_text().split()[0].split("==")[-1]
     venv = Path(os.environ.get("AVTOMATIKA_VENV", Path.home() / ".cache" / "avtomatika-template" / pin))
-    python = venv / "bin" / "python"
-    if python.exists():
+    python, installed = venv / "bin" / "python", venv / ".installed"
+    if installed.exists():
         return python
-    created = subprocess.run(
-        [sys.executable, "-m", "venv", str(venv)], check=False, capture_output=True, text=True
-    )
-    install = created
-    if created.returncode == 0:
-        pip = [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATOR_REQUIREMENTS)]
-        install = subprocess.run(pip, check=False, capture_output=True, text=True)
-    if install.returncode != 0:
-        shutil.rmtree(venv, ignore_errors=True)
-        skip_or_fail(f"could not install the real orchestrator into {venv}: {install.stderr[-2000:]}")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with (venv.parent / f"{venv.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other test processes wait for one install
+        if not installed.exists():
+            shutil.rmtree(venv, ignore_errors=True)  # a half-made venv from an interrupted run
+            install = subprocess.run(
+                [sys.executable, "-m", "venv", str(venv)], check=False, capture_output=True, text=True
+            )
+            if install.returncode == 0:
+                pip = [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATOR_REQUIREMENTS)]
+                install = subprocess.run(pip, check=False, capture_output=True, text=True)
+            if install.returncode != 0:
+                shutil.rmtree(venv, ignore_errors=True)
+                skip_or_fail(f"could not install the real orchestrator into {venv}: {install.stderr[-2000:]}")
+            installed.touch()
     return python
 
 

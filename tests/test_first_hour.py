@@ -96,10 +96,13 @@ def test_mistyped_key_on_the_command_line_is_named_with_the_likely_fix(sandbox: 
         "error: worker_nme='pricing-worker' is not a question of this template (ignored). "
         "Fix: did you mean worker_name='pricing-worker'?"
     )
-    assert result.stderr.splitlines()[1].endswith(
-        f"cookiecutter {TEMPLATE_DIR} --output-dir {sandbox.root / 'out'}"
-    )
-    assert not (sandbox.root / "out" / NAME).exists()
+    # Checked before the first question, so the corrected command is the user's own, key fixed.
+    fixed = ["cookiecutter", "--no-input", str(TEMPLATE_DIR), "worker_name=pricing-worker", "-o", "out"]
+    assert result.stderr.splitlines()[1:] == ["retry: " + shlex.join(fixed)]
+    assert not (sandbox.root / "out").exists()
+    again = cookiecutter(sandbox, *fixed[1:])
+    assert again.returncode == 0, again.stderr
+    assert (sandbox.root / "out" / "pricing-worker" / "my_worker.py").is_file()
 
 
 def test_rebake_of_an_existing_project_with_a_bad_answer_suggests_retrying_with_f(sandbox: Sandbox) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -179,30 +180,58 @@ def test_non_boolean_python_value_via_the_api_is_rejected(
     assert_nothing_generated(sandbox, tmp_path / "out0")
 
 
-def test_boolean_text_cookiecutter_cannot_convert_is_refused_before_generation(
-    cli: Cli, sandbox: Sandbox, tmp_path: Path
-) -> None:
-    result = cli("github_actions=maybe")
-    assert result.returncode != 0
-    assert "could not be converted to a boolean" in result.stderr
-    assert_nothing_generated(sandbox, tmp_path / "out")
+JINJA_ERROR = "error: description={answer!r} is invalid: cookiecutter renders an answer as a Jinja template and this one"
 
 
 @pytest.mark.parametrize(
-    ("answer", "last_line"),
+    ("answer", "error", "fixed"),
     [
-        ("github_actions=maybe", "maybe provided for variable github_actions could not be converted"),
-        ("python_version=3.9", "3.9 provided for choice variable python_version, but the choices are"),
+        ("github_actions=maybe", "error: github_actions='maybe' is invalid: answer a boolean", None),
+        (
+            "python_version=3.9",
+            "error: python_version='3.9' is invalid: choose one of 3.11, 3.12, 3.13",
+            None,
+        ),
+        (
+            "description=a {{ b",
+            JINJA_ERROR.format(answer="a {{ b") + " is not valid Jinja",
+            "description={% raw %}a {{ b{% endraw %}",
+        ),
+        (
+            "description={{ team }}",
+            JINJA_ERROR.format(answer="{{ team }}") + " uses an unknown name (team)",
+            "description={% raw %}{{ team }}{% endraw %}",
+        ),
     ],
 )
-def test_values_cookiecutter_refuses_itself_end_with_a_line_naming_the_variable(
-    cli: Cli, sandbox: Sandbox, tmp_path: Path, answer: str, last_line: str
+def test_answers_cookiecutter_would_choke_on_get_one_line_and_a_corrected_retry(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path, answer: str, error: str, fixed: str | None
 ) -> None:
-    # Documented limit (README): cookiecutter converts these before any template code runs.
     result = cli(answer)
-    assert result.returncode != 0
-    assert last_line in result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    line, retry = result.stderr.splitlines()  # before the first question: one line, then the retry
+    assert line.startswith(error), line
     assert_nothing_generated(sandbox, tmp_path / "out")
+    words = shlex.split(retry.partition(": ")[2])
+    assert words[0] == "cookiecutter"
+    if fixed is None:  # left out, and asked for again: Enter at every prompt takes the defaults
+        assert answer not in words and "--no-input" not in words, words
+        again = subprocess.run(
+            [sys.executable, "-m", *words], cwd=sandbox.root, env=sandbox.env(), input="\n" * 9,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    else:  # corrected in place: the same non-interactive command works
+        assert fixed in words and "--no-input" in words, words
+        again = subprocess.run(
+            [sys.executable, "-m", *words], cwd=sandbox.root, env=sandbox.env(),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr
+    project = tmp_path / "out" / EXAMPLES["worker_name"]
+    if fixed is not None:
+        literal = fixed.partition("=")[2].removeprefix("{% raw %}").removesuffix("{% endraw %}")
+        assert literal in (project / "README.md").read_text(encoding="utf-8")
 
 
 def test_literal_braces_on_the_command_line_pass_with_the_documented_raw_escape(

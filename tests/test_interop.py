@@ -76,13 +76,20 @@ def test_failed_attempts_are_retried_by_the_orchestrator_until_the_job_finishes(
 ) -> None:
     state_file = tmp_path / "attempts.jsonl"
     job = orchestrator.run_job(
-        "scenario", {"skill": skill, "params": {"fail_times": 2, "state_file": str(state_file)}}
+        "scenario",
+        {"skill": skill, "params": {"fail_times": 2, "state_file": str(state_file)}},
+        **LONG_JOB,
     )
     assert job["status"] == "finished", (job, worker.tail())
-    assert job["retry_count"] == 2, job
-    assert job["state_history"]["attempts"] == 3, job
+    # A retry re-arms the job's watch with a monotonic time until the dispatch overwrites it (a few
+    # milliseconds, docs/orchestrator-behaviours.md): a watcher tick in that window counts a retry too.
+    # Such a retry also dispatches a second task, which the worker may run.
+    raced = orchestrator.watcher_timeouts(job["id"])
+    assert job["retry_count"] == 2 + raced, (job, f"watcher timeouts: {raced}")
+    assert 3 <= job["state_history"]["attempts"] <= 3 + raced, job
     task_ids = [event["task_id"] for event in events(state_file)]
-    assert len(set(task_ids)) == 3, f"each retry is a new task id: {task_ids}"
+    assert len(task_ids) == len(set(task_ids)), f"each retry is a new task id: {task_ids}"
+    assert 3 <= len(task_ids) <= 3 + raced, task_ids
     assert worker.alive(), worker.tail()
     assert worker.worker_id in orchestrator.workers()
     # ... and the worker still takes work.

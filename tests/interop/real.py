@@ -86,6 +86,10 @@ class RealOrchestrator:
         """Cancel a job through the client API."""
         return self.api("POST", f"/api/v1/jobs/{job_id}/cancel")
 
+    def watcher_timeouts(self, job_id: str) -> int:
+        """How often the watcher timed the job out: each one counts a retry the worker did not cause."""
+        return self.log.read_text(errors="replace").count(f"Watcher: Job {job_id} timed out.")
+
     def wait_log(self, text: str, what: str, timeout: float = 30) -> None:
         """Wait until the orchestrator's log holds `text`."""
         wait_for(lambda: text in self.log.read_text(errors="replace"), timeout, what)
