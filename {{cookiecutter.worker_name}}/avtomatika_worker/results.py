@@ -124,20 +124,39 @@ class ResultSender:
         self._backoff = backoff
         self._can_send = can_send
         self._retries: asyncio.Queue[PendingResult] = asyncio.Queue()
-        self._first_sends: set[asyncio.Task[None]] = set()
+        self._first_sends: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._retrying = False
 
     def submit(self, message: dict[str, Any], *, urgent: bool = False) -> None:
         """Send a result message (job_id, task_id, worker_id, status, data/error) until it is answered."""
-        item = PendingResult(message, None)
-        if self._retrying or not self._retries.empty() or not (urgent or self._can_send()):
-            # The orchestrator is failing or the rate-limit window is full: keep the result safe, in order.
-            self._queue_retry(item)
+        if self._must_queue(message, urgent):
             return
+        item = PendingResult(message, None)
         send = asyncio.create_task(self._send_first(item, urgent), name=f"avtomatika-result-{item.task_id}")
         self._first_sends.add(send)
         send.add_done_callback(self._first_sends.discard)
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        """Like `submit`, but the first send runs in the calling task (no task of its own per result);
+        `flush` waits for it and `stop` cancels it (the result is then spooled) like any first send."""
+        if self._must_queue(message, urgent=False):
+            return
+        current = asyncio.current_task()
+        assert current is not None
+        self._first_sends.add(current)
+        try:
+            await self._send_first(PendingResult(message, None), urgent=False)
+        finally:
+            self._first_sends.discard(current)
+
+    def _must_queue(self, message: dict[str, Any], urgent: bool) -> bool:
+        """Queue the result for in-order retries (True) instead of sending it at once."""
+        if self._retrying or not self._retries.empty() or not (urgent or self._can_send()):
+            # The orchestrator is failing or the rate-limit window is full: keep the result safe, in order.
+            self._queue_retry(PendingResult(message, None))
+            return True
+        return False
 
     def replay(self) -> int:
         """Queue every result left in the spool by an earlier run; returns how many."""

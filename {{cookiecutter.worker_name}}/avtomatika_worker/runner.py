@@ -66,6 +66,7 @@ class TaskRunner:
         self._runs: dict[asyncio.Task[None], dict[str, Any]] = {}  # outer task -> the task as delivered
         self._handler_runs: dict[str, asyncio.Task[Outcome]] = {}
         self._shut_down: set[str] = set()
+        self._freed: set[asyncio.Task[Any]] = set()  # runs that gave their slot back before they ended
         self.interrupted: list[Interrupted] = []
 
     @property
@@ -96,9 +97,15 @@ class TaskRunner:
 
     def _on_done(self, run: asyncio.Task[None]) -> None:
         task = self._runs.pop(run, {})
-        self._slots.release()
+        self._free_slot(run)
+        self._freed.discard(run)
         if not run.cancelled() and run.exception() is not None:
             logger.error("task %s crashed", task.get("task_id"), exc_info=run.exception())
+
+    def _free_slot(self, run: asyncio.Task[Any]) -> None:
+        if run not in self._freed:
+            self._freed.add(run)
+            self._slots.release()
 
     async def _run(self, task: dict[str, Any], job_id: str, task_id: str) -> None:
         with task_context(task_id, job_id):
@@ -108,7 +115,13 @@ class TaskRunner:
                 # Abandoned at shutdown (the handler ignored its cancellation): still hand it back.
                 self._finish(task, job_id, task_id, self._interrupted(task_id))
                 raise
-            self._finish(task, job_id, task_id, outcome)
+            if outcome is None:
+                self._finish(task, job_id, task_id, outcome)
+                return
+            run = asyncio.current_task()
+            assert run is not None
+            self._free_slot(run)  # the next poll overlaps this result's round trip
+            await self._results.deliver(self._result(job_id, task_id, outcome))
 
     def _finish(self, task: dict[str, Any], job_id: str, task_id: str, outcome: Outcome | None) -> None:
         if outcome is None:  # interrupted by the stop
@@ -124,10 +137,13 @@ class TaskRunner:
         return message
 
     def _report(self, job_id: str, task_id: str, outcome: Outcome) -> None:
+        self._results.submit(self._result(job_id, task_id, outcome))
+
+    def _result(self, job_id: str, task_id: str, outcome: Outcome) -> dict[str, Any]:
         if self._cancellations.is_cancelled(task_id):
             outcome = Outcome(status=CANCELLED)  # never a late success for a cancelled task
         logger.info("task finished with status %s", outcome.status)
-        self._results.submit(self._message(job_id, task_id, outcome))
+        return self._message(job_id, task_id, outcome)
 
     def _interrupted(self, task_id: str) -> Outcome | None:
         """The outcome of a cancelled handler: None when the stop interrupted it (to be handed back)."""

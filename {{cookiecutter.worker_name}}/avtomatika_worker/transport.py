@@ -108,7 +108,10 @@ class OrchestratorClient:
         if self._session is None:
             # aiohttp's default Accept-Encoding is gzip/deflate: never zstd, which we could not decode.
             # No cookie jar: the protocol uses none, and a jar costs a lookup on every request.
-            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+            # The session sends our headers itself: per-request headers cost a merge on every request.
+            self._session = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(), headers=self._json_headers
+            )
         return self._session
 
     async def close(self) -> None:
@@ -201,7 +204,7 @@ class OrchestratorClient:
             # every send (the orchestrator rejects a repeated body as a replay).
             content = message() if callable(message) else message
             body = orjson.dumps(seal(content, self._config.worker_id, self._config.worker_token))
-        headers = self._headers if body is None else self._json_headers
+        headers = None if self._owns_session else self._headers if body is None else self._json_headers
         timeout = self._timeouts.get(request_timeout)
         if timeout is None:
             timeout = self._timeouts[request_timeout] = aiohttp.ClientTimeout(total=request_timeout)
