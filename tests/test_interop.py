@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from baking import bake_in, make_sandbox
-from interop.real import SCENARIO_WORKER, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
+from interop.real import (
+    SCENARIO_WORKER,
+    TERMINAL,
+    RealOrchestrator,
+    RunningWorker,
+    baked_worker,
+    real_orchestrator,
+)
 from processes import wait_for
 
 pytestmark = pytest.mark.interop
@@ -103,6 +110,27 @@ def test_job_with_result_timeout_delivers_a_float_deadline_and_finishes(
     assert job["status"] == "finished", (job, worker.tail())
     assert job["state_history"]["deadline_type"] == "float", job
     assert job["state_history"]["deadline_seen"] > 0
+
+
+def test_a_handler_still_running_at_its_deadline_is_cancelled_then_and_the_job_does_not_finish(
+    orchestrator: RealOrchestrator, worker: RunningWorker, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "deadline.jsonl"
+    params = {"state_file": str(state_file)}
+    job_id = orchestrator.create_job(
+        "scenario", {"skill": "wait_for_cancel", "params": params}, result_timeout=2
+    )
+    cancelled = lambda: [e for e in events(state_file) if e["event"] == "cancelled_error"]
+    wait_for(
+        lambda: state_file.exists() and bool(cancelled()), 15, f"the handler's cancellation\n{worker.tail()}"
+    )
+    (started,) = [e for e in events(state_file) if e["event"] == "started"]
+    assert isinstance(started["deadline"], float), started
+    # Cancelled at the deadline the orchestrator set (2 s after the job was created), not before.
+    assert 0 <= cancelled()[0]["at"] - started["deadline"] < 1.0, (started, cancelled())
+    job = orchestrator.wait_job(job_id, lambda j: j.get("status") in TERMINAL, "a terminal status")
+    assert job["status"] != "finished", job
+    assert "the task's deadline has passed: cancelling its handler" in worker.tail()
 
 
 def test_sample_long_task_outlives_watcher_ticks_without_being_redelivered(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ async def wait_for_cancel(params: dict[str, Any], **kwargs: Any) -> dict[str, An
     """Run until cancelled, recording which channel told the handler (CancelledError or the Redis flag)."""
     task_id = kwargs["task_id"]
     state_file = params["state_file"]
-    _record(state_file, "started", task_id=task_id)
+    _record(state_file, "started", task_id=task_id, deadline=kwargs.get("deadline"), at=time.time())
     loop = asyncio.get_running_loop()
     give_up = loop.time() + CANCEL_WAIT_SECONDS
     try:
@@ -73,7 +74,7 @@ async def wait_for_cancel(params: dict[str, Any], **kwargs: Any) -> dict[str, An
                 return {"status": "cancelled", "data": {}}
             await asyncio.sleep(0.1)
     except asyncio.CancelledError:
-        _record(state_file, "cancelled_error", task_id=task_id)
+        _record(state_file, "cancelled_error", task_id=task_id, at=time.time())
         raise
     _record(state_file, "not_cancelled", task_id=task_id)
     return {"status": "success", "data": {"cancelled": False}}

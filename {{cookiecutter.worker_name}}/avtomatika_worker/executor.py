@@ -61,7 +61,8 @@ def failure(code: str, message: str, details: dict[str, Any] | None = None) -> O
     return Outcome(status=FAILURE, error=error)
 
 
-def _deadline(task: dict[str, Any]) -> float | None:
+def task_deadline(task: dict[str, Any]) -> float | None:
+    """The task's deadline (Unix time, seconds) when it carries one."""
     value = task.get("deadline")
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -116,7 +117,7 @@ async def execute(
         "task_id": task["task_id"],
         "job_id": task["job_id"],
         "priority": task.get("priority", 0),
-        "deadline": _deadline(task),
+        "deadline": task_deadline(task),
         "send_progress": send_progress,
     }
     kwargs = {k: v for k, v in meta.items() if k in handler.accepted_kwargs}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,12 +22,12 @@ from ._logging import task_context
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .errors import TransportError
-from .executor import Outcome, RegisteredHandler, check_fraction, execute, failure
+from .executor import Outcome, RegisteredHandler, check_fraction, execute, failure, task_deadline
 from .ratelimit import EVENT
 from .results import ResultSender
 from .tasks import Refusal
 from .transport import OrchestratorClient
-from .typing import CANCELLED, PROGRESS_EVENT, TRANSIENT_ERROR
+from .typing import CANCELLED, PROGRESS_EVENT, TIMEOUT_ERROR, TRANSIENT_ERROR
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class TaskRunner:
         self._runs: dict[asyncio.Task[None], dict[str, Any]] = {}  # outer task -> the task as delivered
         self._handler_runs: dict[str, asyncio.Task[Outcome]] = {}
         self._shut_down: set[str] = set()
-        self._freed: set[asyncio.Task[Any]] = set()  # runs that gave their slot back before they ended
+        self._freed: set[asyncio.Task[Any]] = set()
+        self._expired: set[str] = set()  # tasks whose handler was cancelled at their deadline  # runs that gave their slot back before they ended
         self.interrupted: list[Interrupted] = []
 
     @property
@@ -149,6 +151,9 @@ class TaskRunner:
         """The outcome of a cancelled handler: None when the stop interrupted it (to be handed back)."""
         if self._cancellations.is_cancelled(task_id):
             return Outcome(status=CANCELLED)
+        if task_id in self._expired:
+            self._expired.discard(task_id)
+            return failure(TIMEOUT_ERROR, "the task's deadline passed while its handler ran (handler cancelled)")
         if task_id in self._shut_down:
             return None
         return failure(TRANSIENT_ERROR, "the handler was cancelled")
@@ -165,22 +170,40 @@ class TaskRunner:
             )
             logger.error("%s", message)
             return failure(TRANSIENT_ERROR, message)
+        deadline = task_deadline(task)
+        if deadline is not None and deadline <= time.time():
+            late = time.time() - deadline
+            return failure(TIMEOUT_ERROR, f"the task's deadline had passed {late:.1f} s before it could start")
         logger.info("task %r started", task_type)
         progress = self._progress_sender(job_id, task_id)
         handler_run = asyncio.create_task(execute(handler, task, progress), name=f"handler-{task_id}")
         self._handler_runs[task_id] = handler_run
         self._cancellations.track(task_id, job_id, handler_run)
+        # Past its deadline the orchestrator ignores the result anyway: stop the handler then.
+        timer = None if deadline is None else self._deadline_timer(deadline, task_id, handler_run)
         try:
             await asyncio.wait({handler_run})
         except asyncio.CancelledError:
             handler_run.cancel()
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._cancellations.untrack(task_id)
             self._handler_runs.pop(task_id, None)
         if handler_run.cancelled():
             return self._interrupted(task_id)
         return handler_run.result()
+
+    def _deadline_timer(
+        self, deadline: float, task_id: str, handler_run: asyncio.Task[Outcome]
+    ) -> asyncio.TimerHandle:
+        def expire() -> None:
+            logger.warning("the task's deadline has passed: cancelling its handler")
+            self._expired.add(task_id)
+            handler_run.cancel()
+
+        return asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), expire)
 
     def _progress_sender(self, job_id: str, task_id: str) -> Callable[..., Any]:
         client, worker_id = self._client, self._config.worker_id

@@ -68,9 +68,10 @@ class ControlClient:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
 
-    async def submit(self, task_type: str, params: dict[str, Any]) -> str:
-        """Queue a task; returns its task id."""
-        async with self.session.post("/api/v1/tasks", json={"type": task_type, "params": params}) as response:
+    async def submit(self, task_type: str, params: dict[str, Any], **fields: Any) -> str:
+        """Queue a task (`fields`: priority, deadline in seconds from now); returns its task id."""
+        body = {"type": task_type, "params": params, **fields}
+        async with self.session.post("/api/v1/tasks", json=body) as response:
             assert response.status == 201, await response.text()
             task_id: str = (await response.json())["task_id"]
             return task_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,33 @@ async def test_send_progress_rejects_a_fraction_outside_0_to_1(stack: Stack, tmp
     assert done["attempts"][0]["error"]["message"] == (
         "send_progress(fraction=40): fraction must be a number from 0 to 1, e.g. 0.4"
     )
+
+
+async def test_a_handler_still_running_at_the_task_deadline_is_cancelled_and_reported_as_a_timeout(
+    stack: Stack, tmp_path: Path
+) -> None:
+    control, _, url = stack
+    worker = make_worker(url, tmp_path)
+    seen: dict[str, float] = {}
+
+    @worker.task("slow")
+    async def slow(params: dict[str, Any], deadline: float) -> dict[str, Any]:
+        seen["deadline"] = deadline
+        try:
+            await asyncio.Event().wait()  # never set: only the deadline ends this handler
+        except asyncio.CancelledError:
+            seen["cancelled_at"] = time.time()
+            raise
+        return {}
+
+    async with worker:
+        done = await control.finished(await control.submit("slow", {}, deadline=0.3))
+    assert seen["cancelled_at"] >= seen["deadline"]
+    first, *retries = done["attempts"]
+    assert first["error"]["code"] == "TIMEOUT_ERROR", first
+    assert "deadline passed while its handler ran" in first["error"]["message"]
+    # A retry of the same task carries the same, past deadline: it is reported without running.
+    assert retries and all("before it could start" in r["error"]["message"] for r in retries), retries
 
 
 async def test_permanent_and_invalid_input_exceptions_decide_the_job_fate(
