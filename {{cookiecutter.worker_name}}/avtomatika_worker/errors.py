@@ -47,6 +47,10 @@ class ProtocolError(TransportError):
     """The orchestrator answered with something this SDK cannot understand."""
 
 
+class StartupError(WorkerError):
+    """An `on_startup` hook failed: the worker stops before it registers (exit code 3)."""
+
+
 class RegistrationError(WorkerError):
     """The orchestrator refused to register this worker."""
 

@@ -14,24 +14,23 @@ Result rules (documented for users in the generated README):
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .errors import TaskFailure
+from .handlers import RegisteredHandler, RunSync, blocking
 from .typing import CANCELLED, FAILURE, INVALID_INPUT_ERROR, PERMANENT_ERROR, SUCCESS, TRANSIENT_ERROR
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[..., Awaitable[Any]]
-SendProgress = Callable[..., Awaitable[None]]  # (fraction: float, message: str = "") -> None
-
-TASK_KWARGS = ("task_id", "job_id", "priority", "deadline", "send_progress")
+SendProgress = Callable[..., Coroutine[Any, Any, None]]  # (fraction: float, message: str = "") -> None
+SendEvent = Callable[..., Coroutine[Any, Any, None]]  # (event_type: str, payload: dict | None = None) -> None
 _EXPECTED_SHAPE = "{'status': 'success', 'data': {...} }"
 
 
@@ -69,28 +68,6 @@ def task_deadline(task: dict[str, Any]) -> float | None:
     return None
 
 
-@dataclass(frozen=True)
-class RegisteredHandler:
-    """A handler plus the task keyword arguments it can accept."""
-
-    name: str
-    func: Handler
-    accepted_kwargs: frozenset[str]
-
-    @classmethod
-    def wrap(cls, name: str, func: Handler) -> RegisteredHandler:
-        """Inspect `func` once to learn which of the task keyword arguments (TASK_KWARGS) it takes."""
-        if not inspect.iscoroutinefunction(func):
-            raise TypeError(f"handler for task {name!r} must be an `async def` function")
-        params = inspect.signature(func).parameters.values()
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-            accepted = frozenset(TASK_KWARGS)
-        else:
-            names = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-            accepted = frozenset(TASK_KWARGS) & names
-        return cls(name=name, func=func, accepted_kwargs=accepted)
-
-
 def check_fraction(fraction: Any) -> None:
     """Raise ValueError unless `fraction` is a progress fraction: a finite number from 0 to 1."""
     number = isinstance(fraction, int | float) and not isinstance(fraction, bool)
@@ -104,25 +81,52 @@ async def _no_progress(fraction: float, message: str = "") -> None:
     """The default `send_progress` when the caller provides none (e.g. direct unit tests)."""
 
 
-async def execute(
-    handler: RegisteredHandler, task: dict[str, Any], send_progress: SendProgress = _no_progress
-) -> Outcome:
+async def _no_event(event_type: str, payload: dict[str, Any] | None = None) -> None:
+    """The default `send_event` when the caller provides none."""
+
+
+@dataclass(frozen=True)
+class TaskTools:
+    """What a handler may ask for beyond the task itself; `run_sync` runs a sync handler (default: a thread)."""
+
+    send_progress: SendProgress = _no_progress
+    send_event: SendEvent = _no_event
+    state: Any = None
+    run_sync: RunSync | None = None
+
+
+NO_TOOLS = TaskTools()
+
+
+def _task_values(handler: RegisteredHandler, task: dict[str, Any], tools: TaskTools) -> dict[str, Any]:
+    """The keyword arguments `handler` declared, from the task and the tools."""
+    sync = not handler.is_async
+    loop = asyncio.get_running_loop() if sync else None
+    values: dict[str, Any] = {}
+    for name in handler.accepted_kwargs:
+        if name == "deadline":
+            values[name] = task_deadline(task)
+        elif name == "priority":
+            values[name] = task.get("priority", 0)
+        elif name in ("send_progress", "send_event"):
+            sender = getattr(tools, name)
+            values[name] = blocking(sender, loop) if loop is not None else sender
+        elif name == "state":
+            values[name] = tools.state
+        else:  # task_id, job_id and what the orchestrator may add (metadata, security, ...)
+            values[name] = task.get(name)
+    return values
+
+
+async def execute(handler: RegisteredHandler, task: dict[str, Any], tools: TaskTools = NO_TOOLS) -> Outcome:
     """Run the handler for one task and normalise its result; never raises except on cancellation."""
     params = task.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
         return failure(INVALID_INPUT_ERROR, f"task params must be a JSON object, got {type(params).__name__}")
-    meta = {
-        "task_id": task["task_id"],
-        "job_id": task["job_id"],
-        "priority": task.get("priority", 0),
-        "deadline": task_deadline(task),
-        "send_progress": send_progress,
-    }
-    kwargs = {k: v for k, v in meta.items() if k in handler.accepted_kwargs}
     try:
-        value = await handler.func(params, **kwargs)
+        value = await handler.call(params, _task_values(handler, task, tools), tools.run_sync)
     except TaskFailure as exc:
         logger.warning("handler %r failed with %s: %s", handler.name, exc.code, exc.message)
         return failure(exc.code, exc.message or type(exc).__name__, exc.details)

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,8 @@ from ._logging import task_context
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .errors import TransportError
-from .executor import Outcome, RegisteredHandler, check_fraction, execute, failure, task_deadline
+from .executor import Outcome, SendEvent, TaskTools, check_fraction, execute, failure, task_deadline
+from .handlers import RegisteredHandler
 from .ratelimit import EVENT
 from .results import ResultSender
 from .tasks import Refusal
@@ -57,8 +59,11 @@ class TaskRunner:
         cancellations: Cancellations,
         results: ResultSender,
         slots: asyncio.Semaphore,
+        state: Any = None,
     ) -> None:
         self._config = config
+        self._state = state
+        self._pool: ThreadPoolExecutor | None = None
         self._handlers = handlers
         self._client = client
         self._cancellations = cancellations
@@ -68,7 +73,9 @@ class TaskRunner:
         self._handler_runs: dict[str, asyncio.Task[Outcome]] = {}
         self._shut_down: set[str] = set()
         self._freed: set[asyncio.Task[Any]] = set()
-        self._expired: set[str] = set()  # tasks whose handler was cancelled at their deadline  # runs that gave their slot back before they ended
+        self._expired: set[str] = (
+            set()
+        )  # tasks whose handler was cancelled at their deadline  # runs that gave their slot back before they ended
         self.interrupted: list[Interrupted] = []
 
     @property
@@ -153,7 +160,9 @@ class TaskRunner:
             return Outcome(status=CANCELLED)
         if task_id in self._expired:
             self._expired.discard(task_id)
-            return failure(TIMEOUT_ERROR, "the task's deadline passed while its handler ran (handler cancelled)")
+            return failure(
+                TIMEOUT_ERROR, "the task's deadline passed while its handler ran (handler cancelled)"
+            )
         if task_id in self._shut_down:
             return None
         return failure(TRANSIENT_ERROR, "the handler was cancelled")
@@ -173,10 +182,12 @@ class TaskRunner:
         deadline = task_deadline(task)
         if deadline is not None and deadline <= time.time():
             late = time.time() - deadline
-            return failure(TIMEOUT_ERROR, f"the task's deadline had passed {late:.1f} s before it could start")
+            return failure(
+                TIMEOUT_ERROR, f"the task's deadline had passed {late:.1f} s before it could start"
+            )
         logger.info("task %r started", task_type)
-        progress = self._progress_sender(job_id, task_id)
-        handler_run = asyncio.create_task(execute(handler, task, progress), name=f"handler-{task_id}")
+        tools = self._tools(job_id, task_id)
+        handler_run = asyncio.create_task(execute(handler, task, tools), name=f"handler-{task_id}")
         self._handler_runs[task_id] = handler_run
         self._cancellations.track(task_id, job_id, handler_run)
         # Past its deadline the orchestrator ignores the result anyway: stop the handler then.
@@ -205,33 +216,58 @@ class TaskRunner:
 
         return asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), expire)
 
-    def _progress_sender(self, job_id: str, task_id: str) -> Callable[..., Any]:
-        client, worker_id = self._client, self._config.worker_id
+    def _tools(self, job_id: str, task_id: str) -> TaskTools:
+        send_event = self._event_sender(job_id, task_id)
 
         async def send_progress(fraction: float, message: str = "") -> None:
             """Report progress (0.0 to 1.0) to the orchestrator; best effort, network errors are logged."""
             check_fraction(fraction)
+            await send_event(PROGRESS_EVENT, {"progress": fraction, "message": str(message)})
+
+        return TaskTools(send_progress, send_event, self._state, self._run_sync)
+
+    def _event_sender(self, job_id: str, task_id: str) -> SendEvent:
+        client, worker_id = self._client, self._config.worker_id
+
+        async def send_event(event_type: str, payload: dict[str, Any] | None = None) -> None:
+            """Send an event about this task to the orchestrator; best effort, network errors are logged."""
+            if not isinstance(event_type, str) or not event_type:
+                raise ValueError(
+                    f"send_event(event_type={event_type!r}): event_type must be a non-empty string"
+                )
             if client.budget.delay(EVENT) > 0:
-                logger.debug("progress %.2f not sent: the event rate-limit window is full", fraction)
+                logger.debug("event %s not sent: the event rate-limit window is full", event_type)
                 return
             event = {
                 "event_id": str(uuid.uuid4()),
                 "worker_id": worker_id,
                 "origin_worker_id": worker_id,
-                "event_type": PROGRESS_EVENT,
-                "payload": {"progress": fraction, "message": str(message)},
+                "event_type": event_type,
+                "payload": dict(payload or {}),
                 "target_job_id": job_id,
                 "target_task_id": task_id,
             }
             try:
                 reply = await client.send_event(event, PROGRESS_TIMEOUT)
             except TransportError as exc:
-                logger.warning("progress %.2f not delivered: %s", fraction, exc)
+                logger.warning("event %s not delivered: %s", event_type, exc)
                 return
             if isinstance(reply, dict) and reply.get("status") == "error":
-                logger.warning("progress %.2f refused: %s", fraction, reply.get("message"))
+                logger.warning("event %s refused: %s", event_type, reply.get("message"))
 
-        return send_progress
+        return send_event
+
+    async def _run_sync(self, call: Callable[[], Any]) -> Any:
+        """Run a sync handler in the pool, sized like the concurrency (never on the event loop)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._config.max_concurrent_tasks, "avtomatika-handler")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def close(self) -> None:
+        """Let go of the thread pool; a sync handler still running cannot be interrupted and finishes alone."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     async def drain(self, deadline: float, force: asyncio.Event) -> None:
         """Let running tasks finish until `deadline` (loop time) or `force`; then cancel what still runs

@@ -17,7 +17,7 @@ from typing import Any
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .errors import OrchestratorRejectedError, RegistrationError
-from .executor import RegisteredHandler
+from .handlers import RegisteredHandler
 from .handover import Handover
 from .heartbeat import Heartbeater
 from .liveness import LivenessFile
@@ -48,6 +48,7 @@ class Runtime:
         wiring: Wiring,
         cancellations: Cancellations,
         on_crash: Callable[[], None],
+        state: Any = None,
     ) -> None:
         self.config = config
         self._worker_type = worker_type
@@ -80,7 +81,9 @@ class Runtime:
             config.heartbeat_interval,
         )
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
-        self.runner = TaskRunner(config, handlers, self.client, cancellations, self.results, self._slots)
+        self.runner = TaskRunner(
+            config, handlers, self.client, cancellations, self.results, self._slots, state
+        )
         self.poller = Poller(
             self.client, self._slots, self.runner.spawn, wiring.backoff, self.heartbeater.wake,
             secret=config.orchestrator_secret_key, refuse=self.runner.refuse, on_task=self.heartbeater.nudge,
@@ -189,6 +192,7 @@ class Runtime:
             if not await self.results.flush(remaining):
                 logger.warning("the orchestrator did not take every result in time; they stay in the spool")
         await self.results.stop()
+        self.runner.close()
         await self._cancel_loop("heartbeat")
         await self._cancellations.stop()
         self.handover.save_rate_limits(self.client.budget.snapshot(time.time()))

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .executor import Outcome, check_fraction, execute
+from .executor import Outcome, TaskTools, check_fraction, execute
 from .typing import CANCELLED
 from .worker import Worker
 
@@ -43,6 +43,7 @@ class TaskRun:
         self.priority = priority
         self.deadline = deadline
         self.progress: list[tuple[float, str]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
         self._on_progress = on_progress  # e.g. to cancel the task after its second report
 
     def cancel(self, *, interrupt: bool = False) -> None:
@@ -58,6 +59,10 @@ class TaskRun:
         if self._on_progress is not None:
             self._on_progress(self)
 
+    async def send_event(self, event_type: str, payload: dict[str, Any] | None = None) -> None:
+        """Record an event the handler sends."""
+        self.events.append((event_type, dict(payload or {})))
+
     async def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
         """Run the handler; return the result the worker would report: `status`, and `data` or `error`."""
         task = {
@@ -71,9 +76,8 @@ class TaskRun:
         # The SDK's own test seam: it reaches into the worker so that user tests never have to.
         cancellations = self.worker._cancellations
         with cancellations.offline():
-            run = asyncio.create_task(
-                execute(self.worker._handlers[self.task_type], task, self.send_progress)
-            )
+            tools = TaskTools(self.send_progress, self.send_event, self.worker.state)
+            run = asyncio.create_task(execute(self.worker._handlers[self.task_type], task, tools))
             cancellations.track(self.task_id, self.job_id, run)
             try:
                 await asyncio.wait({run})

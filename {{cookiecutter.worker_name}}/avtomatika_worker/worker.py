@@ -4,24 +4,59 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import sys
-from collections.abc import Callable
-from types import TracebackType
-from typing import Self, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from types import SimpleNamespace, TracebackType
+from typing import Any, Self, TypeVar
 
 from ._logging import configure_logging
 from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
-from .errors import ConfigError
-from .executor import Handler, RegisteredHandler
+from .errors import ConfigError, StartupError
+from .handlers import Handler, RegisteredHandler
 from .runtime import Runtime
 from .wiring import Wiring
 
 logger = logging.getLogger(__name__)
 
 H = TypeVar("H", bound=Handler)
+Hook = Callable[[], Awaitable[None]]
+
+
+def _checked_hook(hook: Hook, kind: str) -> Hook:
+    if not inspect.iscoroutinefunction(hook):
+        raise TypeError(
+            f"{kind} hook {getattr(hook, '__qualname__', hook)!r} must be an `async def` taking no arguments"
+        )
+    return hook
+
+
+class CancellationCheck:
+    """The answer of `check_for_cancellation`: `await` it in async code, or use it as a bool in a thread."""
+
+    def __init__(
+        self, check: Callable[[], Coroutine[Any, Any, bool]], loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        self._check = check
+        self._loop = loop
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._check().__await__()
+
+    def __bool__(self) -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a sync handler's thread: ask the worker's loop and wait for the answer
+            if self._loop is None:
+                raise RuntimeError("check_for_cancellation() needs a started worker") from None
+            return asyncio.run_coroutine_threadsafe(self._check(), self._loop).result()
+        raise TypeError(
+            "check_for_cancellation() must be awaited in async code: "
+            "`if await worker.check_for_cancellation(task_id):`"
+        )
 
 
 class Worker:
@@ -37,6 +72,12 @@ class Worker:
         self._handlers: dict[str, RegisteredHandler] = {}
         self._runtime: Runtime | None = None
         self._crashed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._started_hooks = 0  # on_shutdown hooks to run at stop (those registered when startup ran)
+        self.state = SimpleNamespace()
+        """What handlers share (a pool, a client, a model): set in `on_startup`, read as `state` in handlers."""
 
     @property
     def config(self) -> WorkerConfig:
@@ -67,9 +108,20 @@ class Worker:
         """Alias of `task(name)` (the name used by newer orchestrator documentation)."""
         return self.task(name)
 
-    async def check_for_cancellation(self, task_id: str) -> bool:
-        """True once the orchestrator has cancelled `task_id` (Redis flag, WebSocket, heartbeat reply)."""
-        return await self._cancellations.check(task_id)
+    def on_startup(self, hook: Hook) -> Hook:
+        """Register an `async def hook()` run before the worker registers (open pools, load models)."""
+        self._startup.append(_checked_hook(hook, "on_startup"))
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Register an `async def hook()` run after the worker has stopped (close what on_startup opened)."""
+        self._shutdown.append(_checked_hook(hook, "on_shutdown"))
+        return hook
+
+    def check_for_cancellation(self, task_id: str) -> CancellationCheck:
+        """Whether the orchestrator has cancelled `task_id` (Redis flag, WebSocket, heartbeat reply):
+        `await` it in async code; in a sync handler (a thread) use it as a bool."""
+        return CancellationCheck(lambda: self._cancellations.check(task_id), self._loop)
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -80,6 +132,8 @@ class Worker:
         if not self._handlers:
             logger.warning("no task handlers registered: this worker will never receive tasks")
         self._crashed.clear()
+        self._loop = asyncio.get_running_loop()
+        await self._run_startup_hooks()
         self._runtime = Runtime(
             self.config,
             self.worker_type,
@@ -87,19 +141,42 @@ class Worker:
             self._wiring,
             self._cancellations,
             self._crashed.set,
+            self.state,
         )
         await self._runtime.start()
+
+    async def _run_startup_hooks(self) -> None:
+        for hook in self._startup:
+            try:
+                await hook()
+            except Exception as exc:  # like Starlette: no on_shutdown hook runs after a failed start-up
+                name = getattr(hook, "__qualname__", repr(hook))
+                raise StartupError(
+                    f"on_startup hook {name!r} failed: {exc!r}; the worker did not register"
+                ) from exc
+        self._started_hooks = len(self._shutdown)
+
+    async def _run_shutdown_hooks(self, count: int) -> None:
+        for hook in reversed(self._shutdown[:count]):
+            try:
+                await hook()
+            except Exception:
+                logger.exception("on_shutdown hook %r failed", getattr(hook, "__qualname__", hook))
 
     async def stop(self) -> None:
         """Stop taking tasks, let running ones finish (WORKER_SHUTDOWN_TIMEOUT), hand back the rest."""
         runtime = self._runtime
-        if runtime is None:
-            await self._cancellations.stop()
-            return
         try:
-            await runtime.stop()
+            if runtime is None:
+                await self._cancellations.stop()
+                return
+            try:
+                await runtime.stop()
+            finally:
+                self._runtime = None
         finally:
-            self._runtime = None
+            hooks, self._started_hooks = self._started_hooks, 0
+            await self._run_shutdown_hooks(hooks)
 
     def stop_now(self) -> None:
         """Make a stop in progress (or the next one) skip the waiting: results stay in the spool."""
@@ -165,7 +242,7 @@ class Worker:
                 await asyncio.wait({stopping, crashing}, return_when=asyncio.FIRST_COMPLETED)
             elif starting.done():
                 logger.error("%s", starting.exception())
-                return 1
+                return 3 if isinstance(starting.exception(), StartupError) else 1
             logger.info("shutting down")
             return 1 if self._crashed.is_set() else 0
         finally:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
 
 from avtomatika_worker import InvalidInputError, PermanentError, TransientError
-from avtomatika_worker.executor import Outcome, RegisteredHandler, execute, normalise_result
+from avtomatika_worker.executor import Outcome, TaskTools, execute, normalise_result
+from avtomatika_worker.handlers import RegisteredHandler
 from avtomatika_worker.typing import PERMANENT_ERROR, TRANSIENT_ERROR
 
 TASK = {
@@ -121,15 +123,71 @@ async def test_handler_with_var_kwargs_receives_every_task_kwarg() -> None:
         seen.update(kwargs, params=params)
         return {}
 
-    await run_handler(handler)
-    assert callable(seen.pop("send_progress"))
+    task = {**TASK, "metadata": {"team": "a"}, "security": {"tenant": "t"}, "skill_version": "2.0.0"}
+    task["tracing_context"] = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    await execute(RegisteredHandler.wrap("check", handler), task, TaskTools(state="shared"))
+    assert callable(seen.pop("send_progress")) and callable(seen.pop("send_event"))
     assert seen == {
         "task_id": "task-1",
         "job_id": "job-1",
         "priority": 3,
         "deadline": None,
+        "tracing_context": task["tracing_context"],
+        "metadata": {"team": "a"},
+        "security": {"tenant": "t"},
+        "skill_version": "2.0.0",
+        "state": "shared",
         "params": {"items": ["apple"]},
     }
+
+
+async def test_params_go_to_the_parameter_named_params_wherever_it_stands() -> None:
+    seen: list[Any] = []
+
+    async def handler(task_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        seen.append((task_id, params))
+        return {}
+
+    async def no_params(job_id: str) -> dict[str, Any]:
+        seen.append(job_id)
+        return {}
+
+    await run_handler(handler)
+    await run_handler(no_params)
+    assert seen == [("task-1", {"items": ["apple"]}), "job-1"]
+
+
+def test_a_required_parameter_the_worker_cannot_pass_fails_at_decoration_naming_it() -> None:
+    async def handler(params: dict[str, Any], database: Any) -> dict[str, Any]:
+        return {}
+
+    with pytest.raises(TypeError) as caught:
+        RegisteredHandler.wrap("check", handler)
+    message = str(caught.value)
+    assert (
+        "handler 'test_a_required_parameter_the_worker_cannot_pass_fails_at_decoration_naming_it.<locals>.handler'"
+        in message
+    )
+    assert "for task 'check': parameter 'database' is required" in message
+    assert "state" in message  # the fix names where shared objects live
+
+
+async def test_a_sync_handler_runs_off_the_event_loop_and_can_send_progress() -> None:
+    seen: dict[str, Any] = {}
+    progress: list[tuple[float, str]] = []
+
+    async def send_progress(fraction: float, message: str = "") -> None:
+        progress.append((fraction, message))
+
+    def handler(params: dict[str, Any], send_progress: Any) -> dict[str, Any]:
+        seen["thread"] = threading.current_thread().name
+        send_progress(0.5, "half")  # blocks this thread until the event loop has sent it
+        return {"data": {"n": len(params["items"])}}
+
+    outcome = await execute(RegisteredHandler.wrap("check", handler), TASK, TaskTools(send_progress))
+    assert outcome == Outcome(status="success", data={"n": 1})
+    assert seen["thread"] != threading.main_thread().name
+    assert progress == [(0.5, "half")]
 
 
 async def test_float_deadline_is_passed_as_an_epoch_float() -> None:
@@ -202,9 +260,6 @@ async def test_non_object_params_are_an_invalid_input_failure() -> None:
     assert outcome.error["code"] == "INVALID_INPUT_ERROR"
 
 
-def test_sync_handler_is_rejected_at_registration() -> None:
-    def handler(params: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    with pytest.raises(TypeError, match="async def"):
-        RegisteredHandler.wrap("check", handler)  # type: ignore[arg-type]
+def test_a_handler_that_is_not_callable_is_rejected_at_registration() -> None:
+    with pytest.raises(TypeError, match="must be a function, got dict"):
+        RegisteredHandler.wrap("check", {})  # type: ignore[arg-type]

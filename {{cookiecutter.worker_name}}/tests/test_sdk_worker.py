@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from avtomatika_worker import Backoff, RegistrationError, Wiring, Worker, WorkerConfig
+from avtomatika_worker import Backoff, RegistrationError, StartupError, Wiring, Worker, WorkerConfig
 from avtomatika_worker.ratelimit import RateLimits
 from avtomatika_worker.signing import sign
 
@@ -223,7 +225,7 @@ async def test_rejected_registration_raises_with_the_orchestrator_error(
 async def test_task_result_is_signed_and_complete(fake: tuple[FakeOrchestrator, str]) -> None:
     orchestrator, url = fake
     async with make_worker(url):
-        await orchestrator.tasks.put(task(1, deadline=1795871651.679986, sig="abc", step=1))
+        await orchestrator.tasks.put(task(1, deadline=4102444800.679986, sig="abc", step=1))
         result = await asyncio.wait_for(orchestrator.results.get(), 5)
     assert result["job_id"] == "job-1"
     assert result["task_id"] == "task-1"
@@ -358,12 +360,12 @@ async def test_gzip_task_with_unknown_fields_and_float_deadline_is_run(
     async with worker:
         padding = "x" * 2000  # large enough that compression matters
         await orchestrator.tasks.put(
-            task(1, task_type="deadline", deadline=1795871651.679986, future_field={"a": padding}, step=3)
+            task(1, task_type="deadline", deadline=4102444800.679986, future_field={"a": padding}, step=3)
         )
         result = await asyncio.wait_for(orchestrator.results.get(), 5)
     assert orchestrator.gzip_sent == 1
     assert result["status"] == "success"
-    assert seen == [1795871651.679986]
+    assert seen == [4102444800.679986]
 
 
 SECRET = "orchestrator-secret-key"
@@ -384,7 +386,7 @@ async def test_task_signature_is_verified_when_the_secret_is_set(
         ran.append(task_id)
         return {}
 
-    payload = task(1, task_type="signed", deadline=1795871651.5, security={"a": 1}, step=1)
+    payload = task(1, task_type="signed", deadline=4102444800.5, security={"a": 1}, step=1)
     payload["sig"] = sign_task(payload, SECRET)
     if mutate == "tamper":
         payload["params"] = {"items": ["forged"]}
@@ -472,3 +474,73 @@ async def test_token_never_appears_in_logs(
             await asyncio.wait_for(orchestrator.results.get(), 5)  # resent after the 403
     assert "boom" in caplog.text
     assert TOKEN not in caplog.text
+
+
+async def test_startup_hooks_run_before_registration_and_share_state_with_handlers(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url)
+    events: list[str] = []
+
+    @worker.on_startup
+    async def open_pool() -> None:
+        events.append(f"startup after {len(orchestrator.requests)} requests")
+        worker.state.pool = "the pool"
+
+    @worker.on_shutdown
+    async def close_pool() -> None:
+        events.append("shutdown")
+
+    @worker.task("uses_pool")
+    async def uses_pool(params: dict[str, Any], state: Any) -> dict[str, Any]:
+        return {"data": {"pool": state.pool}}
+
+    async with worker:
+        await orchestrator.tasks.put(task(1, task_type="uses_pool"))
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+        assert events == ["startup after 0 requests"]
+    assert result["data"] == {"pool": "the pool"}
+    assert events == ["startup after 0 requests", "shutdown"]
+
+
+async def test_a_failing_startup_hook_stops_the_worker_before_it_registers(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url)
+
+    @worker.on_startup
+    async def load_model() -> None:
+        raise FileNotFoundError("model.bin")
+
+    with pytest.raises(
+        StartupError, match=r"on_startup hook '.*load_model' failed: FileNotFoundError\('model.bin'\)"
+    ):
+        async with worker:
+            pass
+    assert orchestrator.requests == []
+
+
+async def test_a_sync_handler_polls_check_for_cancellation_as_a_bool_from_its_thread(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url, heartbeat_interval=0.05)
+    started = threading.Event()
+
+    @worker.task("crunch")
+    def crunch(params: dict[str, Any], task_id: str) -> dict[str, Any]:
+        started.set()
+        while not worker.check_for_cancellation(task_id):  # blocks briefly on the worker's loop
+            time.sleep(0.01)
+        return {"status": "cancelled", "data": {"stopped": True}}
+
+    async with worker:
+        await orchestrator.tasks.put(task(1, task_type="crunch"))
+        await asyncio.to_thread(started.wait, 5)
+        orchestrator.heartbeat_replies.append((200, {"status": "ok", "cancel_task_ids": ["job-1"]}))
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+    assert result["status"] == "cancelled"
+    with pytest.raises(TypeError, match="must be awaited in async code"):
+        bool(worker.check_for_cancellation("task-1"))
