@@ -69,7 +69,7 @@ def test_one_single_slot_worker_finishes_twenty_two_second_jobs_created_one_per_
 # has its result refused ("worker_mismatch") and the job waits for its deadline, then is retried: a short
 # result_timeout and a 1 s watcher tick keep that recovery inside the test (docs/orchestrator-behaviours.md).
 @pytest.mark.parametrize("orchestrator", [{"WATCHER_INTERVAL_SECONDS": "1"}], indirect=True)
-def test_three_workers_finish_a_hundred_and_fifty_short_jobs_each_taking_a_fair_share(
+def test_three_workers_finish_a_hundred_and_fifty_short_jobs_with_none_lost(
     orchestrator: RealOrchestrator, project: Path
 ) -> None:
     with ExitStack() as stack:
@@ -87,5 +87,7 @@ def test_three_workers_finish_a_hundred_and_fifty_short_jobs_each_taking_a_fair_
     shares = Counter(job["state_history"]["done_by"] for job in jobs)
     raced = sum(1 for job in jobs if job.get("retry_count"))
     print(f"jobs per worker: {dict(sorted(shares.items()))}; retried after the steal race: {raced}")
-    assert set(shares) == {w.worker_id for w in workers}, shares
-    assert all(25 <= share <= 100 for share in shares.values()), shares
+    assert set(shares) <= {w.worker_id for w in workers}, shares
+    # How the jobs spread is not asserted: 1.0b30 dispatches to the first idle worker in expiry order
+    # (whole seconds, ties by id) and idle peers wait in their own long poll, so on a fast machine one
+    # worker can keep up and take them all (docs/orchestrator-behaviours.md, "Dispatch order").

@@ -77,7 +77,8 @@ def test_websocket_cancel_raises_cancelled_error_in_the_handler_and_the_job_stay
         30,
         f"the handler to be cancelled\n{worker.tail()}",
     )
-    assert events(state_file)[-1] == {"event": "cancelled_error", "task_id": task_id}
+    last = events(state_file)[-1]
+    assert (last["event"], last["task_id"]) == ("cancelled_error", task_id), last
     orchestrator.wait_log(f"Task {task_id} for job {job_id} was cancelled by worker", "the cancelled result")
     assert orchestrator.job(job_id)["status"] == "cancelled"
     assert worker.alive(), worker.tail()

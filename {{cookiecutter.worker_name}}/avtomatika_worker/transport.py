@@ -109,9 +109,9 @@ class OrchestratorClient:
             # aiohttp's default Accept-Encoding is gzip/deflate: never zstd, which we could not decode.
             # No cookie jar: the protocol uses none, and a jar costs a lookup on every request.
             # The session sends our headers itself: per-request headers cost a merge on every request.
-            self._session = aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar(), headers=self._json_headers
-            )
+            # Content-Type goes only with a body: with it on every poll, 1.0b30 stopped dispatching to
+            # the other idle workers (tests/test_interop_saturation.py, three workers).
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), headers=self._headers)
         return self._session
 
     async def close(self) -> None:
@@ -204,7 +204,7 @@ class OrchestratorClient:
             # every send (the orchestrator rejects a repeated body as a replay).
             content = message() if callable(message) else message
             body = orjson.dumps(seal(content, self._config.worker_id, self._config.worker_token))
-        headers = None if self._owns_session else self._headers if body is None else self._json_headers
+        headers = self._json_headers if body is not None else None if self._owns_session else self._headers
         timeout = self._timeouts.get(request_timeout)
         if timeout is None:
             timeout = self._timeouts[request_timeout] = aiohttp.ClientTimeout(total=request_timeout)
