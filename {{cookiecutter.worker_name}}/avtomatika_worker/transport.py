@@ -109,8 +109,7 @@ class OrchestratorClient:
             # aiohttp's default Accept-Encoding is gzip/deflate: never zstd, which we could not decode.
             # No cookie jar: the protocol uses none, and a jar costs a lookup on every request.
             # The session sends our headers itself: per-request headers cost a merge on every request.
-            # Content-Type goes only with a body: with it on every poll, 1.0b30 stopped dispatching to
-            # the other idle workers (tests/test_interop_saturation.py, three workers).
+            # Content-Type goes only with a body: a bodiless GET that claims JSON is odd for proxies.
             self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), headers=self._headers)
         return self._session
 
