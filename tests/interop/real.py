@@ -16,7 +16,6 @@ from typing import Any
 
 from processes import (
     ORCHESTRATOR_DIR,
-    answers,
     free_port,
     http_json,
     logged_process,
@@ -135,8 +134,11 @@ def real_orchestrator(
         # 1.0b30 does not exit on SIGTERM within 40 s (its shutdown waits on background tasks): 3 s, then SIGKILL.
         with logged_process([str(python), "app.py"], environment, log, ORCHESTRATOR_DIR, grace=3) as proc:
             base_url = f"http://127.0.0.1:{port}"
+            # Its own "ready" line, not just an answer on the port: between free_port() and its bind,
+            # another test's server may take the port, and would then answer in its place.
+            ready = f"real orchestrator ready on port {port}"
             wait_for(
-                lambda: proc.poll() is not None or answers(base_url + "/_public/status"),
+                lambda: proc.poll() is not None or ready in log.read_text(errors="replace"),
                 60,
                 "the orchestrator",
             )

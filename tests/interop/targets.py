@@ -131,10 +131,13 @@ def mock_orchestrator(
     }
     with logged_process([sys.executable, "-m", "mock_orchestrator"], env, log, project) as proc:
         base_url = f"http://127.0.0.1:{port}"
-        wait_for(
-            lambda: proc.poll() is not None or answers(base_url + "/_public/status"),
-            30,
-            "the mock orchestrator",
-        )
+        # Bound by this process (its own line), then answering: another test's server could otherwise
+        # take the port between free_port() and the bind and answer in its place.
+        bound = f"listening on {base_url} "
+
+        def ready() -> bool:
+            return bound in log.read_text(errors="replace") and answers(base_url + "/_public/status")
+
+        wait_for(lambda: proc.poll() is not None or ready(), 30, "the mock orchestrator")
         assert proc.poll() is None, log.read_text()[-3000:]
         yield MockTarget(base_url, redis_url)
