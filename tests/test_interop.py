@@ -29,11 +29,14 @@ pytestmark = pytest.mark.interop
 LONG_JOB = {"result_timeout": 300}
 # A 1 s watcher tick makes that bug bite within a second, so any job step the workaround misses shows up.
 WATCHER_TICK = {"WATCHER_INTERVAL_SECONDS": "1"}
+# Every task in this module is signed by the orchestrator and checked by the worker (1.0b30 adds
+# members after signing: the worker must check only what was signed, or every job here fails).
+TASK_SECRET = {"ORCHESTRATOR_SECRET_KEY": "interop-orchestrator-secret"}
 
 
 @pytest.fixture(scope="module")
 def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrchestrator]:
-    with real_orchestrator(tmp_path_factory.mktemp("orchestrator"), env=WATCHER_TICK) as orch:
+    with real_orchestrator(tmp_path_factory.mktemp("orchestrator"), env=WATCHER_TICK | TASK_SECRET) as orch:
         yield orch
 
 
@@ -46,7 +49,7 @@ def baked_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def worker(orchestrator: RealOrchestrator, baked_project: Path) -> Iterator[RunningWorker]:
     with baked_worker(
-        orchestrator, baked_project, f"interop-{os.getpid()}", script=SCENARIO_WORKER
+        orchestrator, baked_project, f"interop-{os.getpid()}", script=SCENARIO_WORKER, env=TASK_SECRET
     ) as running:
         yield running
 
@@ -133,6 +136,44 @@ def test_a_handler_still_running_at_its_deadline_is_cancelled_then_and_the_job_d
     job = orchestrator.wait_job(job_id, lambda j: j.get("status") in TERMINAL, "a terminal status")
     assert job["status"] != "finished", job
     assert "the task's deadline has passed: cancelling its handler" in worker.tail()
+
+
+@pytest.mark.parametrize(
+    ("pinned", "runs"),
+    [
+        ({"skill_version": "2.0.0", "skill_type": "echo"}, True),
+        ({"skill_version": "2.0.0"}, True),
+        ({"skill_version": "3.0.0"}, False),
+        ({"skill_type": "other"}, False),
+    ],
+)
+def test_a_blueprint_pinning_a_skill_version_or_type_reaches_only_a_worker_that_declares_it(
+    orchestrator: RealOrchestrator, worker: RunningWorker, pinned: dict[str, str], runs: bool
+) -> None:
+    job = orchestrator.run_job("scenario", {"skill": "versioned", **pinned}, **LONG_JOB)
+    assert worker.worker_id in orchestrator.workers()
+    published = orchestrator.workers()[worker.worker_id]["supported_skills"]
+    (skill,) = [s for s in published if s["name"] == "versioned"]
+    assert (skill["version"], skill["type"]) == ("2.0.0", "echo"), skill
+    assert skill["description"].startswith("Echo the skill version"), skill
+    if runs:
+        assert job["status"] == "finished", (job, worker.tail())
+        assert job["state_history"]["asked_version"] == pinned.get("skill_version"), job
+    else:
+        assert job["status"] != "finished" and "asked_version" not in job.get("state_history", {}), job
+        assert "No worker satisfies" in orchestrator.log.read_text(errors="replace")
+
+
+def test_job_security_and_metadata_reach_the_handler_of_a_signed_task(
+    orchestrator: RealOrchestrator, worker: RunningWorker
+) -> None:
+    context = {"security": {"roles": ["auditor"]}, "metadata": {"tenant": "acme"}}
+    job = orchestrator.run_job("scenario", {"skill": "echo_context"}, **context, **LONG_JOB)
+    assert job["status"] == "finished", (job, worker.tail())
+    seen = job["state_history"]["seen"]
+    assert seen["security"] == context["security"], job
+    assert seen["metadata"]["tenant"] == "acme", job
+    assert "SECURITY_ERROR" not in worker.tail()
 
 
 def test_sample_long_task_outlives_watcher_ticks_without_being_redelivered(

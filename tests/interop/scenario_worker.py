@@ -97,5 +97,17 @@ async def hold_until_released(params: dict[str, Any], **kwargs: Any) -> dict[str
     return {"status": "success", "data": {"done_by": os.environ["WORKER_ID"], "pid": os.getpid()}}
 
 
+@worker.task("versioned", version="2.0.0", type="echo")
+async def versioned(params: dict[str, Any], skill_version: str | None) -> dict[str, Any]:
+    """Echo the skill version the orchestrator asked for (a skill published with a version and a type)."""
+    return {"status": "success", "data": {"asked_version": skill_version, "ran_on": os.environ["WORKER_ID"]}}
+
+
+@worker.task("echo_context")
+async def echo_context(params: dict[str, Any], security: Any, metadata: Any) -> dict[str, Any]:
+    """Return the job's security context and metadata as the task delivered them."""
+    return {"status": "success", "data": {"seen": {"security": security, "metadata": metadata}}}
+
+
 if __name__ == "__main__":
     worker.run()

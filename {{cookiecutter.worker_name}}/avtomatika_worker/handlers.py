@@ -13,7 +13,7 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 Handler = Callable[..., Any]
@@ -29,17 +29,66 @@ _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 @dataclass(frozen=True)
+class Skill:
+    """What the worker publishes about one skill when it registers (rxon's SkillInfo)."""
+
+    name: str
+    type: str | None = None
+    version: str | None = None
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    output_statuses: tuple[str, ...] | None = None
+    events_schema: dict[str, dict[str, Any]] | None = None
+
+    def published(self) -> dict[str, Any]:
+        """The `supported_skills` entry: name, type (the name unless set), and what else is set."""
+        info: dict[str, Any] = {"name": self.name, "type": self.type or self.name}
+        for key in ("version", "description", "input_schema", "output_schema", "events_schema"):
+            if (value := getattr(self, key)) is not None:
+                info[key] = value
+        if self.output_statuses is not None:
+            info["output_statuses"] = list(self.output_statuses)
+        return info
+
+
+def check_skill(handler: str, skill: Skill) -> Skill:
+    """Return `skill` if every field has the right type; else raise naming the handler and the field."""
+
+    def bad(field: str, value: Any, rule: str, example: str) -> TypeError:
+        return TypeError(
+            f"@worker.task({skill.name!r}) on {handler!r}: {field}={value!r} {rule}; e.g. {example}"
+        )
+
+    for field in ("type", "version", "description"):
+        value = getattr(skill, field)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise bad(field, value, "must be a non-empty string", f'{field}="1.2.0"')
+    for field in ("input_schema", "output_schema", "events_schema"):
+        value = getattr(skill, field)
+        if value is not None and not isinstance(value, dict):
+            raise bad(field, value, "must be a JSON Schema object (a dict)", f'{field}={{"type": "object"}}')
+    statuses = skill.output_statuses
+    if statuses is not None and not all(isinstance(s, str) and s for s in statuses):
+        raise bad(
+            "output_statuses", statuses, "must be a list of non-empty strings", '["success", "out_of_stock"]'
+        )
+    return skill
+
+
+@dataclass(frozen=True)
 class RegisteredHandler:
-    """A handler, how it takes the params, and which task keyword arguments it accepts."""
+    """A handler, how it takes the params, which task keyword arguments it accepts, and its skill."""
 
     name: str
     func: Handler
     accepted_kwargs: frozenset[str]
     params_as: str | None = "positional"  # "positional", "keyword" (a `params` parameter) or None
     is_async: bool = True
+    skill: Skill | None = None
 
     @classmethod
-    def wrap(cls, name: str, func: Handler) -> RegisteredHandler:
+    def wrap(cls, name: str, func: Handler, skill: Skill | None = None) -> RegisteredHandler:
         """Inspect `func` once; raise TypeError naming the parameter if the worker cannot call it."""
         if not callable(func):
             raise TypeError(f"the handler for task {name!r} must be a function, got {type(func).__name__}")
@@ -53,7 +102,11 @@ class RegisteredHandler:
                 continue
             if p.name not in accepted:
                 raise TypeError(_unknown_parameter(name, func, p.name))
-        return cls(name, func, accepted, params_as, inspect.iscoroutinefunction(func))
+        qualname = getattr(func, "__qualname__", repr(func))
+        skill = check_skill(qualname, skill or Skill(name))
+        if skill.description is None and (doc := inspect.getdoc(func)):
+            skill = replace(skill, description=doc)
+        return cls(name, func, accepted, params_as, inspect.iscoroutinefunction(func), skill)
 
     async def call(self, params: Any, kwargs: Mapping[str, Any], run_sync: RunSync | None) -> Any:
         """Call the handler (a sync one through `run_sync`, by default a thread); return its value."""

@@ -17,7 +17,7 @@ from typing import Any
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .errors import OrchestratorRejectedError, RegistrationError
-from .handlers import RegisteredHandler
+from .handlers import RegisteredHandler, Skill
 from .handover import Handover
 from .heartbeat import Heartbeater
 from .liveness import LivenessFile
@@ -219,7 +219,9 @@ class Runtime:
         message = {
             "worker_id": self.config.worker_id,
             "worker_type": self._worker_type,
-            "supported_skills": [{"name": name, "type": name} for name in self._handlers],
+            "supported_skills": [
+                (handler.skill or Skill(name)).published() for name, handler in self._handlers.items()
+            ],
             "available_skills": list(self._handlers),
         }
         client = self.client

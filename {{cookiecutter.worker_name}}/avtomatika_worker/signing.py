@@ -13,8 +13,15 @@ import orjson
 
 # Top-level members that are never covered by the signature (rxon.security.sign_payload).
 _UNSIGNED_MEMBERS = ("security", "_signature")
-# The orchestrator signs a task with these removed too (avtomatika dispatcher, ignore_fields).
-_TASK_SIGNATURE_MEMBERS = ("sig", "orchestrator_signature")
+# What avtomatika 1.0b30's dispatcher signs: the members of rxon's TaskPayload but `security` and `sig`.
+# The pick-up path adds `skill_version`, `skill_type` (and `security`/`metadata` when the task had none)
+# after signing (avtomatika/services/worker_service.py, get_next_task), so only these members are checked.
+_SIGNED_TASK_MEMBERS = frozenset(
+    {
+        "job_id", "task_id", "type", "params", "tracing_context", "params_metadata", "priority",
+        "deadline", "metadata", "timestamp", "policy", "step", "depth", "parent_hash",
+    }
+)  # fmt: skip
 
 
 def _normalise(value: Any) -> Any:
@@ -68,8 +75,12 @@ def sign_task(task: dict[str, Any], secret: str) -> str:
     """The orchestrator's `sig` of a task: HMAC-SHA256 keyed with ORCHESTRATOR_SECRET_KEY."""
     if not secret:
         raise ValueError("the orchestrator secret must not be empty")
-    body = canonical_json(task, _TASK_SIGNATURE_MEMBERS)
-    return hmac.new(secret.encode("utf-8"), body, sha256).hexdigest()
+    signed = {k: v for k, v in task.items() if k in _SIGNED_TASK_MEMBERS}
+    return hmac.new(secret.encode("utf-8"), canonical_json(signed), sha256).hexdigest()
+
+
+def _without(task: dict[str, Any], member: str) -> dict[str, Any]:
+    return {k: v for k, v in task.items() if k != member}
 
 
 def task_signature_problem(task: dict[str, Any], secret: str) -> str | None:
@@ -77,6 +88,10 @@ def task_signature_problem(task: dict[str, Any], secret: str) -> str | None:
     sig = task.get("sig") or task.get("orchestrator_signature")
     if not isinstance(sig, str) or not sig:
         return "the task carries no orchestrator signature (sig)"
-    if not hmac.compare_digest(sign_task(task, secret), sig):
-        return "the task's orchestrator signature (sig) does not match ORCHESTRATOR_SECRET_KEY"
+    if hmac.compare_digest(sign_task(task, secret), sig):
+        return None
+    # `metadata` is signed when the job had it at dispatch, or added at pick-up when it did not.
+    if "metadata" in task and hmac.compare_digest(sign_task(_without(task, "metadata"), secret), sig):
+        return None
+    return "the task's orchestrator signature (sig) does not match ORCHESTRATOR_SECRET_KEY"
     return None

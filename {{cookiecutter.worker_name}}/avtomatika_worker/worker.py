@@ -8,7 +8,7 @@ import inspect
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import SimpleNamespace, TracebackType
 from typing import Any, Self, TypeVar
 
@@ -16,7 +16,7 @@ from ._logging import configure_logging
 from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
 from .errors import ConfigError, StartupError
-from .handlers import Handler, RegisteredHandler
+from .handlers import Handler, RegisteredHandler, Skill
 from .runtime import Runtime
 from .wiring import Wiring
 
@@ -91,22 +91,35 @@ class Worker:
         """Names of the registered task handlers."""
         return list(self._handlers)
 
-    def task(self, name: str) -> Callable[[H], H]:
-        """Register an `async def handler(params, **kwargs)` for tasks of type `name`."""
+    def task(
+        self,
+        name: str,
+        *,
+        version: str | None = None,
+        type: str | None = None,  # noqa: A002 - the protocol's (and the official SDK's) name
+        description: str | None = None,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        output_statuses: Sequence[str] | None = None,
+        events_schema: dict[str, dict[str, Any]] | None = None,
+    ) -> Callable[[H], H]:
+        """Register a handler (`async def` or `def`) for tasks of type `name`; the keywords describe the
+        skill to the orchestrator (the description defaults to the handler's docstring)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"task name must be a non-empty string, got {name!r}")
+        statuses = None if output_statuses is None else tuple(output_statuses)
+        skill = Skill(name, type, version, description, input_schema, output_schema, statuses, events_schema)
 
         def decorator(func: H) -> H:
             if name in self._handlers:
                 raise ValueError(f"a handler for task {name!r} is already registered")
-            self._handlers[name] = RegisteredHandler.wrap(name, func)
+            self._handlers[name] = RegisteredHandler.wrap(name, func, skill)
             return func
 
         return decorator
 
-    def skill(self, name: str) -> Callable[[H], H]:
-        """Alias of `task(name)` (the name used by newer orchestrator documentation)."""
-        return self.task(name)
+    skill = task
+    """Alias of `task` (the name used by newer orchestrator documentation)."""
 
     def on_startup(self, hook: Hook) -> Hook:
         """Register an `async def hook()` run before the worker registers (open pools, load models)."""

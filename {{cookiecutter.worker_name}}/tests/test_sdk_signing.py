@@ -4,6 +4,8 @@ import hashlib
 import hmac
 import time
 
+import pytest
+
 from avtomatika_worker.signing import canonical_json, seal, sign, sign_task, task_signature_problem
 
 # Golden vector computed once with rxon 1.0b17 (the orchestrator's own code, /tmp/orch/x/rxon):
@@ -115,3 +117,51 @@ def test_task_sig_problems_are_named() -> None:
 
 def signed_copy() -> dict[str, object]:
     return dict(GOLDEN_TASK, sig=GOLDEN_TASK_SIG)
+
+
+# Computed with rxon 1.0b17 from TaskPayload(..., metadata={"tenant": "acme"}) as avtomatika 1.0b30's dispatcher signs it.
+SIGNED_WITH_METADATA = {
+    "deadline": 1795871651,
+    "job_id": "j-2",
+    "metadata": {"tenant": "acme"},
+    "params": {"n": 1},
+    "priority": 0,
+    "step": 2,
+    "task_id": "task-2",
+    "timestamp": 1795871513,
+    "tracing_context": {},
+    "type": "versioned",
+    "sig": "24cf8bf09b496c1d29b669102c18b55469de5e7301d8d82e31c24020f39e2a0f",
+}
+# The same for a job without metadata: the pick-up path may add it after signing.
+SIGNED_WITHOUT_METADATA = {
+    "job_id": "j-3",
+    "params": {"n": 1},
+    "task_id": "task-3",
+    "timestamp": 1795871513,
+    "tracing_context": {},
+    "type": "versioned",
+    "sig": "0c2de9632765c975b112b2f60d8bb774ec0fb800c662874e3bd97787121931fe",
+}
+ADDED_AT_PICK_UP = {"skill_version": "2.0.0", "skill_type": "echo", "security": {"roles": ["admin"]}}
+
+
+@pytest.mark.parametrize("task", [SIGNED_WITH_METADATA, SIGNED_WITHOUT_METADATA])
+def test_members_the_orchestrator_adds_after_signing_do_not_break_the_task_signature(task: dict) -> None:
+    assert task_signature_problem(task, "orch-secret") is None
+    assert task_signature_problem(task | ADDED_AT_PICK_UP, "orch-secret") is None
+
+
+def test_metadata_added_at_pick_up_is_accepted_but_signed_metadata_cannot_be_changed() -> None:
+    added = SIGNED_WITHOUT_METADATA | {"metadata": {"tenant": "acme"}}
+    assert task_signature_problem(added, "orch-secret") is None
+    changed = SIGNED_WITH_METADATA | {"metadata": {"tenant": "evil"}}
+    assert "does not match" in (task_signature_problem(changed, "orch-secret") or "")
+    dropped = {k: v for k, v in SIGNED_WITH_METADATA.items() if k != "metadata"}
+    assert "does not match" in (task_signature_problem(dropped, "orch-secret") or "")
+
+
+@pytest.mark.parametrize("member", ["params", "deadline", "type", "step", "job_id"])
+def test_a_changed_signed_member_breaks_the_task_signature(member: str) -> None:
+    forged = SIGNED_WITH_METADATA | {member: "forged"}
+    assert "does not match" in (task_signature_problem(forged, "orch-secret") or "")

@@ -544,3 +544,63 @@ async def test_a_sync_handler_polls_check_for_cancellation_as_a_bool_from_its_th
     assert result["status"] == "cancelled"
     with pytest.raises(TypeError, match="must be awaited in async code"):
         bool(worker.check_for_cancellation("task-1"))
+
+
+async def test_registration_publishes_what_the_decorator_says_about_each_skill(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    worker = make_worker(url)
+    schema = {"type": "object", "properties": {"width": {"type": "integer"}}}
+
+    @worker.task(
+        "resize",
+        version="2.1.0",
+        type="image",
+        input_schema=schema,
+        output_statuses=["success", "too_small"],
+        events_schema={"progress": {"type": "object"}},
+    )
+    async def resize(params: dict[str, Any]) -> dict[str, Any]:
+        """Resize an image.
+
+        Keeps the aspect ratio."""
+        return {}
+
+    async with worker:
+        pass
+    published = {
+        s["name"]: s for s in orchestrator.bodies("POST", "/workers/register")[0]["supported_skills"]
+    }
+    assert published["resize"] == {
+        "name": "resize",
+        "type": "image",
+        "version": "2.1.0",
+        "description": "Resize an image.\n\nKeeps the aspect ratio.",
+        "input_schema": schema,
+        "output_statuses": ["success", "too_small"],
+        "events_schema": {"progress": {"type": "object"}},
+    }
+    assert published["check_inventory"] == {"name": "check_inventory", "type": "check_inventory"}
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"version": 2}, "version=2 must be a non-empty string"),
+        ({"input_schema": "object"}, "input_schema='object' must be a JSON Schema object"),
+        ({"output_statuses": ["ok", ""]}, "output_statuses=('ok', '') must be a list of non-empty strings"),
+    ],
+)
+def test_a_bad_skill_description_fails_at_decoration_naming_the_handler_and_the_field(
+    keywords: dict[str, Any], message: str
+) -> None:
+    worker = Worker(worker_type="t")
+    with pytest.raises(TypeError) as caught:
+
+        @worker.task("resize", **keywords)
+        async def resize(params: dict[str, Any]) -> dict[str, Any]:
+            return {}
+
+    assert "@worker.task('resize') on " in str(caught.value) and "resize'" in str(caught.value)
+    assert message in str(caught.value)

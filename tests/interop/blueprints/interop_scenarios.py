@@ -15,6 +15,8 @@ async def start(initial_data, actions):
         task_type=initial_data["skill"],
         params=dict(initial_data.get("params") or {}),
         transitions={"success": "finished", "out_of_stock": "out_of_stock"},
+        skill_version=initial_data.get("skill_version"),
+        skill_type=initial_data.get("skill_type"),
     )
 
 
