@@ -12,9 +12,10 @@ import aiohttp
 import orjson
 import redis
 
+from interop.real import CLIENT_TOKEN
 from interop.scenarios import SCENARIOS, UNKNOWN_JOB, Step
-from interop.targets import Target
-from interop.wire import Reply, WireClient
+from interop.targets import SCENARIO_BLUEPRINT, Target
+from interop.wire import WORKER_PREFIX, Reply, WireClient
 
 CANCEL_FLAG_TTL = 3600
 OUTCOME_TIMEOUT = 20.0
@@ -87,11 +88,52 @@ class ScenarioRun:
             }
         return (await self.client.event(body)).pair()
 
+    async def register_declaring(self, step: Step) -> Any:
+        """Register with the scenario's skill entry extended by `skill` (version, schemas...) and `record`."""
+        skill = {"name": self.skill, "type": self.skill, **step.args.get("skill", {})}
+        body = {
+            "worker_id": self.client.worker_id,
+            "worker_type": "contract-probe",
+            "supported_skills": [skill],
+        }
+        path = f"{WORKER_PREFIX}/workers/register"
+        return (await self.client.post_signed("POST", path, body | step.args.get("record", {}))).pair()
+
     async def create(self, step: Step) -> Any:
-        """Submit a task of the scenario's skill through the target's own API."""
+        """Submit a task of the scenario's skill through the target's own API (`options`: 1.0b30 task options)."""
         self.params = step.args["params"]
-        self.handles.append(await self.target.create(self.http, self.skill, self.params))
+        options = step.args.get("options")
+        if options:
+            self.handles.append(await self._create_with(options))
+        else:
+            self.handles.append(await self.target.create(self.http, self.skill, self.params))
         return None
+
+    async def _create_with(self, options: dict[str, Any]) -> str:
+        """Create work with `options`: skill_version/skill_type (real: blueprint initial_data) and metadata."""
+        if self.target.name == "real":
+            url = f"{self.target.base_url}/api/v1/jobs/{SCENARIO_BLUEPRINT}"
+            pinning = {k: v for k, v in options.items() if k != "metadata"}
+            initial_data = {"skill": self.skill, "params": self.params, **pinning}
+            body = {"initial_data": initial_data, "result_timeout": 300}
+            if "metadata" in options:
+                body["metadata"] = options["metadata"]
+            expected, key = 202, "job_id"
+        else:
+            url = f"{self.target.base_url}/api/v1/tasks"
+            body = {"type": self.skill, "params": self.params, **options}
+            expected, key = 201, "task_id"
+        async with self.http.post(url, json=body, headers={"X-Client-Token": CLIENT_TOKEN}) as resp:
+            reply = await resp.json(content_type=None)
+            assert resp.status == expected, (resp.status, reply)
+        return str(reply[key])
+
+    async def job_field(self, step: Step) -> Any:
+        """A field of the current work as the client API shows it (real: the job, mock: the task)."""
+        kind = "jobs" if self.target.name == "real" else "tasks"
+        url = f"{self.target.base_url}/api/v1/{kind}/{self.handles[-1]}"
+        async with self.http.get(url, headers={"X-Client-Token": CLIENT_TOKEN}) as resp:
+            return (await resp.json(content_type=None)).get(step.args["field"])
 
     async def poll(self, step: Step) -> Any:
         """Long-poll; `task`/`retry` expectations check the task's shape here."""

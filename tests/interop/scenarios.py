@@ -255,6 +255,75 @@ SCENARIOS: dict[str, list[Step]] = {
     ],
 }
 
+# --- what 1.0b30 does with what a worker publishes beyond skill names (dispatcher.py, worker_service.py) ----
+
+ITEMS_SCHEMA = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {"items": {"type": "array", "items": {"type": "string"}}},
+}
+VERSION_2 = {"version": "2.0"}
+SCENARIOS |= {
+    "pinned_skill_version_reaches_the_worker_declaring_it": [
+        S("register_declaring", REGISTERED, skill=VERSION_2),
+        S("create", params=ITEMS, options={"skill_version": "2.0"}),
+        S("poll", "task"),
+        S("result", ACCEPTED["success"], data={"items_checked": 2}),
+        S("outcome", "success"),
+    ],
+    "pinned_skill_version_no_worker_declares_is_never_delivered": [
+        S("register_declaring", REGISTERED, skill={"version": "1.0"}),
+        S("create", params=ITEMS, options={"skill_version": "2.0"}),
+        S("outcome", "quarantined"),
+        S("poll", (204, None)),
+    ],
+    "pinned_skill_type_mismatch_is_never_delivered": [
+        S("register_declaring", REGISTERED, skill=VERSION_2),
+        S("create", params=ITEMS, options={"skill_type": "another-type"}),
+        S("outcome", "quarantined"),
+        S("poll", (204, None)),
+    ],
+    "params_breaking_the_input_schema_are_refused_at_dispatch": [
+        S("register_declaring", REGISTERED, skill={"input_schema": ITEMS_SCHEMA}),
+        S("create", params={"items": [1, 2]}),
+        S("outcome", "quarantined"),
+        S("poll", (204, None)),
+    ],
+    "result_metadata_is_merged_into_the_job_and_costs_are_accepted": [
+        S("register", REGISTERED),
+        S("create", params=ITEMS, options={"metadata": {"source": "contract"}}),
+        S("poll", "task"),
+        S(
+            "result",
+            ACCEPTED["success"],
+            data={"items_checked": 2},
+            metadata={"model": "v2"},
+            costs={"cpu_seconds": 1.5},
+            picked_up_at=1_800_000_000.5,
+        ),
+        S("outcome", "success"),
+        S("job_field", {"source": "contract", "model": "v2"}, field="metadata"),
+    ],
+    "result_metadata_for_a_job_created_without_metadata_is_a_server_error": [
+        # 1.0b30 merges with job_state.setdefault("metadata", {}), but the API stored metadata=None.
+        *WORK,
+        S("result", error(500, "'NoneType' object has no attribute 'update'"), metadata={"model": "v2"}),
+        S("result", ACCEPTED["success"], data={"items_checked": 2}, costs={"cpu_seconds": 1.5}),
+        S("outcome", "success"),
+    ],
+    "success_breaking_the_output_schema_is_a_contract_violation": [
+        S(
+            "register_declaring",
+            REGISTERED,
+            skill={"output_schema": {"type": "object", "required": ["in_stock"]}},
+        ),
+        S("create", params=ITEMS),
+        S("poll", "task"),
+        S("result", ACCEPTED["failure"], data={"items_checked": 2}),
+        S("outcome", "quarantined"),
+    ],
+}
+
 # --- rate limiting: played against a second pair of targets with small limits ---------------------------
 
 RATE_LIMIT = 3  # for every message type, per worker, within RATE_LIMIT_PERIOD seconds

@@ -16,7 +16,7 @@ from .rate_limits import LIMITER_KEY, RateLimiter
 from .responses import error_reply, json_reply
 from .settings import MockSettings
 from .state import STATE_KEY, MockState
-from .submissions import parse_submission
+from .submissions import parse_metadata, parse_requirements, parse_submission
 from .worker_api import PROTOCOL_VERSION, VERSION_HEADER, setup_worker_routes
 from .ws_channel import WEBSOCKET_ROUTE, setup_websocket_route
 
@@ -72,7 +72,9 @@ async def _queue_demo_task(app: web.Application) -> None:
     if state.settings.demo_task is None:
         return
     task_type, params, priority, deadline = parse_submission(state.settings.demo_task)
-    task = await state.submit(task_type, params, priority, deadline)
+    requirements = parse_requirements(state.settings.demo_task)
+    metadata = parse_metadata(state.settings.demo_task)
+    task = await state.submit(task_type, params, priority, deadline, requirements, metadata)
     log.info(
         "demo task %s (%s) queued with params %s", task.task_id, task_type, orjson.dumps(params).decode()
     )

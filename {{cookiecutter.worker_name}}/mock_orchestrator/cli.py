@@ -30,11 +30,12 @@ from .cli_client import (
     base_url,
     client_token,
 )
-from .cli_format import change_line, clock, shorten, table, task_details, task_table
+from .cli_format import change_line, clock, shorten, table, task_details, task_table, worker_details
 from .envfile import environment
 
 ACTIVE = frozenset({"queued", "running"})
 UNSUCCESSFUL = frozenset({"failure", "cancelled", "quarantined"})
+REQUIREMENTS_EXAMPLE = '\'{"resources": {"devices": [{"type": "gpu"}]}}\''
 PARAMS_EXAMPLE = '\'{"items": ["apple"]}\''
 EPILOG = """examples:
   python -m mock_orchestrator.cli submit check_inventory '{"items": ["apple"]}' --wait
@@ -70,20 +71,18 @@ class Session:
         print(f"note: {text}", file=self.err, flush=True)
 
 
-def parse_params(raw: str, stdin: TextIO = sys.stdin) -> dict[str, Any]:
-    """PARAMS_JSON (``-`` reads stdin) as a JSON object, or a CliError naming the problem."""
+def parse_params(
+    raw: str, stdin: TextIO = sys.stdin, name: str = "PARAMS_JSON", example: str = PARAMS_EXAMPLE
+) -> dict[str, Any]:
+    """PARAMS_JSON (``-`` reads stdin; or the option ``name``) as a JSON object, or a CliError naming the problem."""
     text = stdin.read() if raw == "-" else raw
     try:
         params = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CliError(
-            f"PARAMS_JSON {shorten(text, 60)!r} is not valid JSON ({exc}); e.g. {PARAMS_EXAMPLE}", 2
-        ) from None
+        raise CliError(f"{name} {shorten(text, 60)!r} is not valid JSON ({exc}); e.g. {example}", 2) from None
     if not isinstance(params, dict):
         kind = "an array" if isinstance(params, list) else f"a {type(params).__name__}"
-        raise CliError(
-            f"PARAMS_JSON must be a JSON object, got {kind} ({shorten(text, 60)}); e.g. {PARAMS_EXAMPLE}", 2
-        )
+        raise CliError(f"{name} must be a JSON object, got {kind} ({shorten(text, 60)}); e.g. {example}", 2)
     return params
 
 
@@ -163,6 +162,15 @@ def cmd_submit(session: Session, args: argparse.Namespace) -> int:
         body["priority"] = args.priority
     if args.deadline is not None:
         body["deadline"] = args.deadline
+    for name in ("skill_version", "skill_type", "max_cost"):
+        if getattr(args, name) is not None:
+            body[name] = getattr(args, name)
+    if args.requirements is not None:
+        body["resource_requirements"] = parse_params(
+            args.requirements, name="--requirements", example=REQUIREMENTS_EXAMPLE
+        )
+    if args.metadata is not None:
+        body["metadata"] = parse_params(args.metadata, name="--metadata", example='\'{"source": "cli"}\'')
     task = dict(session.client.call("POST", "/api/v1/tasks", body))
     waiting = args.wait or args.timeout is not None
     problem = missing_skill(session.client, task["type"]) if task["status"] in ACTIVE else None
@@ -239,6 +247,19 @@ def cmd_workers(session: Session, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_worker(session: Session, args: argparse.Namespace) -> int:
+    """One worker in detail: every skill as published, resources, software, artifacts, costs."""
+    workers = session.client.workers()
+    found = [w for w in workers if w["worker_id"] == args.worker_id] or [
+        w for w in workers if w["worker_id"].startswith(args.worker_id)
+    ]
+    if len(found) != 1:
+        known = ", ".join(w["worker_id"] for w in workers) or "none"
+        raise CliError(f"no single worker {args.worker_id!r} (registered: {known})")
+    session.emit(worker_details(found[0]), found[0])
+    return EXIT_OK
+
+
 def cmd_dashboard(session: Session, args: argparse.Namespace) -> int:
     """The dashboard's address, carrying the client token (open it in a browser)."""
     url = dashboard_url(session.client.url, session.client.token)
@@ -253,6 +274,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "cancel": cmd_cancel,
     "watch": cmd_watch,
     "workers": cmd_workers,
+    "worker": cmd_worker,
     "dashboard": cmd_dashboard,
 }
 
@@ -281,6 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--deadline", type=float, metavar="S", help="seconds from now the task must finish in"
     )
+    submit.add_argument("--skill-version", metavar="V", help="only a worker declaring this skill version")
+    submit.add_argument("--skill-type", metavar="T", help="only a worker declaring this skill type")
+    submit.add_argument("--max-cost", type=float, metavar="C", help="only a worker whose cost_per_skill <= C")
+    submit.add_argument(
+        "--requirements",
+        metavar="JSON",
+        help=f"resource_requirements, e.g. {REQUIREMENTS_EXAMPLE}",
+    )
+    submit.add_argument(
+        "--metadata", metavar="JSON", help="the job's metadata; results' metadata is merged into it"
+    )
     submit.add_argument("--wait", action="store_true", help="wait until the task is done and show it")
     submit.add_argument(
         "--timeout",
@@ -300,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
         "task_id", metavar="TASK_ID", nargs="?", help="one task; leave out to follow every task"
     )
     sub.add_parser("workers", parents=[common], help="list the registered workers")
+    sub.add_parser(
+        "worker", parents=[common], help="show one worker's declared skills and resources"
+    ).add_argument("worker_id", metavar="WORKER_ID", help="the worker id, or a unique start of it")
     sub.add_parser("dashboard", parents=[common], help="print the dashboard's address with the token")
     return parser
 

@@ -113,6 +113,74 @@ def task_details(task: Mapping[str, Any], now: float) -> str:
         lines.append(("error", f"{error.get('code', 'ERROR')}: {error.get('message', '')}"))
     if task.get("error_message"):
         lines.append(("explanation", str(task["error_message"])))
+    lines.extend(_task_extras(task))
+    return "\n".join(f"{name:<12}{value}" for name, value in lines)
+
+
+def _task_extras(task: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Requirements the task was submitted with and what its worker reported beside the data."""
+    labels = {
+        "skill_version": "pinned ver",
+        "skill_type": "pinned type",
+        "max_cost": "max cost",
+        "resource_requirements": "requires",
+        "waiting_reason": "waiting",
+    }
+    lines = [
+        (label, task[name] if isinstance(task[name], str) else compact(task[name], 400))
+        for name, label in labels.items()
+        if task.get(name) is not None
+    ]
+    if task.get("metadata"):
+        lines.append(("metadata", compact(task["metadata"], 400)))
+    if task.get("costs"):
+        lines.append(("costs", compact(task["costs"], 400)))
+    if task.get("picked_up_at"):
+        lines.append(("picked up", str(task["picked_up_at"])))
+    for event in task.get("events") or []:
+        lines.append(
+            (
+                "event",
+                f"{clock(event.get('received_at'))} {event['event_type']} {compact(event['payload'], 80)}",
+            )
+        )
+    return lines
+
+
+def _skill_line(skill: Mapping[str, Any], hot: list[Any]) -> str:
+    parts = [str(skill["name"])]
+    parts += [f"{key} {skill[key]}" for key in ("version", "type") if skill.get(key)]
+    if skill["name"] in hot:
+        parts.append("hot")
+    if skill.get("output_statuses"):
+        parts.append(f"statuses {', '.join(map(str, skill['output_statuses']))}")
+    parts += [
+        f"{key} {compact(skill[key], 200)}" for key in ("input_schema", "output_schema") if skill.get(key)
+    ]
+    if skill.get("events_schema"):
+        parts.append(f"events {', '.join(skill['events_schema'])}")
+    text = "; ".join(parts)
+    return f"{text} - {skill['description']}" if skill.get("description") else text
+
+
+def worker_details(worker: Mapping[str, Any]) -> str:
+    """Everything a worker declared (skills in full, resources, software, artifacts, costs), one per line."""
+    lines = [
+        ("worker", worker["worker_id"]), ("type", worker["worker_type"]), ("status", worker["status"]),
+        ("registered", clock(worker.get("registered_at"))), ("heartbeat", clock(worker.get("last_heartbeat"))),
+    ]  # fmt: skip
+    hot = list(worker.get("hot_skills") or [])
+    lines += [("skill", _skill_line(s, hot)) for s in worker.get("supported_skills") or []]
+    capabilities = worker.get("capabilities") or {}
+    for name, value in (
+        ("resources", worker.get("resources")),
+        ("software", worker.get("installed_software")),
+        ("artifacts", worker.get("installed_artifacts")),
+        ("costs", capabilities.get("cost_per_skill")),
+        ("extra", capabilities.get("extra")),
+    ):
+        if value:
+            lines.append((name, compact(value, 400)))
     return "\n".join(f"{name:<12}{value}" for name, value in lines)
 
 

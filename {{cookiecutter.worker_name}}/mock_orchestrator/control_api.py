@@ -14,7 +14,7 @@ from aiohttp import web
 from .records import QUARANTINED
 from .responses import error_reply, json_reply
 from .state import STATE_KEY, CancelRefused, MockState
-from .submissions import SUBMIT_EXAMPLE, InvalidRequest, parse_submission
+from .submissions import SUBMIT_EXAMPLE, InvalidRequest, parse_metadata, parse_requirements, parse_submission
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
 MAX_WAIT_SECONDS = 300.0
@@ -52,24 +52,23 @@ async def submit_task(request: web.Request) -> web.StreamResponse:
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON ({exc}); e.g. {SUBMIT_EXAMPLE}") from None
     task_type, params, priority, deadline = parse_submission(body)
+    requirements = parse_requirements(body)
     state: MockState = request.app[STATE_KEY]
-    task = await state.submit(task_type, params, priority, deadline)
+    task = await state.submit(task_type, params, priority, deadline, requirements, parse_metadata(body))
     if task.status == QUARANTINED:
-        log.warning(
-            "task %s (%s) quarantined: %s (MOCK_STRICT_DISPATCH)", task.task_id, task_type, task.error_message
-        )
+        log.warning("task %s (%s) quarantined at dispatch: %s", task.task_id, task_type, task.error_message)
     else:
         log.info("task %s (%s) queued", task.task_id, task_type)
     if task.status != QUARANTINED and not any(task_type in w.skills() for w in state.workers.live()):
         log.info("no registered worker has skill %r yet; task %s waits for one", task_type, task.task_id)
-    return json_reply(task.view(), status=201)
+    return json_reply(state.task_view(task), status=201)
 
 
 @_client_api
 async def list_tasks(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/tasks: every task, newest first."""
-    tasks = request.app[STATE_KEY].tasks.newest_first()
-    return json_reply({"tasks": [t.view() for t in tasks]})
+    state: MockState = request.app[STATE_KEY]
+    return json_reply({"tasks": [state.task_view(t) for t in state.tasks.newest_first()]})
 
 
 def _wait_seconds(request: web.Request) -> float | None:
@@ -98,7 +97,7 @@ async def get_task(request: web.Request) -> web.StreamResponse:
         return error_reply(404, f"Task {request.match_info['task_id']} not found")
     if wait:
         await state.wait_done(task, wait)
-    return json_reply(task.view())
+    return json_reply(state.task_view(task))
 
 
 @_client_api

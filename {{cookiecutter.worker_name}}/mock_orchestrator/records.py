@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .requirements import Requirements
+
 QUEUED = "queued"
 RUNNING = "running"
 SUCCESS = "success"
@@ -16,6 +18,7 @@ ACTIVE_STATUSES = frozenset({QUEUED, RUNNING})
 # The real orchestrator refuses results only for finished/failed/error/quarantined jobs: a cancelled job
 # still takes a late result (services/worker_service.py: process_task_result), so "cancelled" is open for results here.
 RESULT_OPEN_STATUSES = frozenset({QUEUED, RUNNING, CANCELLED})
+MAX_TASK_EVENTS = 100  # the newest events of a task kept for the dashboard and the CLI
 
 
 @dataclass
@@ -56,6 +59,19 @@ class Worker:
             "websocket_connected": websocket_connected,
             "websocket_commands": self.wants_websocket_commands(),
             "current_task_ids": current_task_ids,
+            **self.published(),
+        }
+
+    def published(self) -> dict[str, Any]:
+        """What the worker declared beyond its skill names: full skill entries, resources, software, costs."""
+        capabilities = self.record.get("capabilities")
+        return {
+            "supported_skills": self.record.get("supported_skills") or [],
+            "hot_skills": self.record.get("hot_skills") or [],
+            "resources": self.record.get("resources"),
+            "installed_software": self.record.get("installed_software"),
+            "installed_artifacts": self.record.get("installed_artifacts"),
+            "capabilities": capabilities if isinstance(capabilities, dict) else None,
         }
 
 
@@ -106,11 +122,21 @@ class Task:
     progress_message: Any = None
     started_at: float | None = None
     finished_at: float | None = None
+    requirements: Requirements = field(default_factory=Requirements)
+    metadata: dict[str, Any] | None = None  # the job's: given at submission, success results merged in
+    costs: dict[str, Any] | None = None
+    picked_up_at: Any = None  # as the worker reported it in its result
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def current(self) -> Attempt:
         """The latest attempt (the one whose task id the orchestrator accepts results for)."""
         return self.attempts[-1]
+
+    def record_event(self, event: dict[str, Any], received_at: float) -> None:
+        """Keep a worker event about this task (type, payload, when), the newest MAX_TASK_EVENTS."""
+        entry = {"event_type": event["event_type"], "payload": event["payload"], "received_at": received_at}
+        self.events = [*self.events[-(MAX_TASK_EVENTS - 1) :], entry]
 
     @property
     def current_task_id(self) -> str:
@@ -143,4 +169,9 @@ class Task:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration": duration,
+            **self.requirements.view(),
+            "metadata": self.metadata,
+            "costs": self.costs,
+            "picked_up_at": self.picked_up_at,
+            "events": self.events,
         }

@@ -6,13 +6,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .records import CANCELLED, FAILURE, QUARANTINED, QUEUED, RESULT_OPEN_STATUSES, Task
+from .records import CANCELLED, FAILURE, QUARANTINED, QUEUED, RESULT_OPEN_STATUSES, SUCCESS, Task
+from .requirements import skill_entry
+from .schema_check import violation
 from .state import MockState
 
 log = logging.getLogger("mock_orchestrator")
 
 JOB_MAX_RETRIES = 3  # retries after the first attempt: the 4th failure quarantines
 TRANSIENT_ERROR = "TRANSIENT_ERROR"
+CONTRACT_VIOLATION = "CONTRACT_VIOLATION_ERROR"
 PERMANENT_CODES = frozenset(
     {"PERMANENT_ERROR", "SECURITY_ERROR", "DEPENDENCY_ERROR", "CONTRACT_VIOLATION_ERROR"}
 )
@@ -53,8 +56,26 @@ def _refusal(task: Task, job_id: str, task_id: str, worker_id: Any) -> dict[str,
     return None
 
 
-async def accept_result(state: MockState, result: dict[str, Any], worker_id: Any) -> dict[str, Any]:
-    """Apply a validated, authenticated result; return the reply body."""
+def contract_violation(state: MockState, task: Task, worker_id: Any, data: Any) -> dict[str, Any] | None:
+    """The error 1.0b30 puts in place of a success whose data breaks the skill's published output_schema."""
+    worker = state.workers.get(worker_id)
+    skill = skill_entry(worker.record, task.type) if worker is not None else None
+    if skill is None or skill.get("schema_dialect", "json-schema") != "json-schema":
+        return None
+    problem = violation(skill.get("output_schema"), data)
+    if problem is None:
+        return None
+    message = f"Contract violation: result data does not match output_schema. {problem}"
+    return {"code": CONTRACT_VIOLATION, "message": message}
+
+
+async def accept_result(
+    state: MockState, result: dict[str, Any], worker_id: Any, picked_up_at: Any = None
+) -> dict[str, Any]:
+    """Apply a validated, authenticated result; return the reply body.
+
+    ``picked_up_at`` is read from the raw body: it is no TaskResult field, yet 1.0b30 stores it.
+    """
     job_id, task_id = result["job_id"], result["task_id"]
     task = state.tasks.of_job(job_id)
     if task is None:
@@ -62,7 +83,21 @@ async def accept_result(state: MockState, result: dict[str, Any], worker_id: Any
     refusal = _refusal(task, job_id, task_id, worker_id)
     if refusal is not None:
         return refusal
-    status = result.get("status", "success")
+    status = result.get("status", SUCCESS)
+    if status == SUCCESS and (error := contract_violation(state, task, worker_id, result.get("data"))):
+        log.warning("task %s: %s", task.task_id, error["message"])
+        status, result = FAILURE, dict(result, status=FAILURE, error=error)
+    if status not in (FAILURE, CANCELLED) and result.get("metadata") and task.metadata is None:
+        log.warning(
+            "task %s: avtomatika 1.0b30 fails on a result with metadata for a job created without metadata "
+            '(HTTP 500; worker_service.py: process_task_result); submit the task with "metadata": {} '
+            "or leave metadata out of the result",
+            task.task_id,
+        )
+        raise AttributeError("'NoneType' object has no attribute 'update'")
+    if picked_up_at:
+        task.picked_up_at = picked_up_at
+    task.costs = result.get("costs", task.costs)
     attempt = task.current
     attempt.worker_id = attempt.worker_id or worker_id
     task.worker_id = task.worker_id or worker_id
@@ -85,8 +120,10 @@ def _apply(state: MockState, task: Task, status: str, result: dict[str, Any]) ->
         state.tasks.end(task, CANCELLED)
         return {"status": "accepted", "transition": "cancelled_handled"}
     # Every other status has a transition here (a mock blueprint maps them all): even after a cancel,
-    # a success revives the job, exactly like 1.0b30 does.
+    # a success revives the job, exactly like 1.0b30 does. Its metadata is merged into the job's.
     task.data, task.error = result.get("data"), None
+    if result.get("metadata") and task.metadata is not None:
+        task.metadata.update(result["metadata"])
     state.tasks.end(task, status)
     return {"status": "accepted", "transition": "success_transition"}
 

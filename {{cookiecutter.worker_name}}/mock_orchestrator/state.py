@@ -18,9 +18,10 @@ from aiohttp import web
 from .cancel_flags import CancelFlags
 from .changes import Changes
 from .channels import CommandChannels
-from .records import ACTIVE_STATUSES, CANCELLED, QUARANTINED, Task, Worker
+from .records import ACTIVE_STATUSES, CANCELLED, QUARANTINED, QUEUED, Task, Worker
 from .registry import WorkerRegistry
 from .replay import ReplayCache
+from .requirements import Requirements, accepts, refusal
 from .settings import MockSettings
 from .task_store import TaskStore
 
@@ -32,8 +33,8 @@ class CancelRefused(LookupError):
 class NoSuitableWorker(RuntimeError):
     """Strict dispatch found no live idle worker with the skill (the real dispatcher's RuntimeError)."""
 
-    def __init__(self, task_type: str) -> None:
-        super().__init__(f"No suitable workers for task type '{task_type}'")
+    def __init__(self, task_type: str, reason: str | None = None) -> None:
+        super().__init__(reason or f"No suitable workers for task type '{task_type}'")
 
 
 class MockState:
@@ -70,26 +71,65 @@ class MockState:
         return view
 
     async def submit(
-        self, task_type: str, params: dict[str, Any], priority: float, deadline_in: float | None
+        self,
+        task_type: str,
+        params: dict[str, Any],
+        priority: float,
+        deadline_in: float | None,
+        requirements: Requirements | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Task:
-        """Create a task; queue it (or, with strict dispatch and no idle capable worker, quarantine it)."""
+        """Create a task; queue it, or quarantine it when the workers there are refuse it (as 1.0b30 does)."""
         task = self.tasks.create(task_type, params, priority, deadline_in)
-        if self.settings.strict_dispatch and not self.workers.can_take(task_type):
-            self.tasks.end(task, QUARANTINED, error_message=str(NoSuitableWorker(task_type)))
+        task.requirements, task.metadata = requirements or Requirements(), metadata
+        reason = self.dispatch_refusal(task)
+        if reason is not None:
+            self.tasks.end(task, QUARANTINED, error_message=reason)
         else:
             self.tasks.queue.push(task)
         await self.notify()
         return task
 
+    def dispatch_refusal(self, task: Task) -> str | None:
+        """Why 1.0b30's dispatcher would refuse the task now; None when it may wait or be taken.
+
+        Strict dispatch looks at idle workers only and refuses when none has the skill. Otherwise a task
+        no live, non-draining worker has the skill for waits for one; live workers with the skill that all refuse it
+        (pinned version/type, input_schema, resources, max_cost) make it fail like the real dispatch.
+        """
+        with_skill = [w for w in self.workers.live() if task.type in w.skills()]
+        if self.settings.strict_dispatch:
+            with_skill = [w for w in with_skill if w.status() == "idle"]
+            if not with_skill:
+                return str(NoSuitableWorker(task.type))
+        else:  # a draining worker is going away: wait for the next one rather than judge by it
+            with_skill = [w for w in with_skill if w.status() != "draining"]
+        if not with_skill:
+            return None
+        return refusal([w.record for w in with_skill], task.type, task.params, task.requirements)
+
+    def task_view(self, task: Task) -> dict[str, Any]:
+        """The control-API view of a task; a queued one says why no live worker can take it, if so."""
+        view = task.view()
+        if task.status == QUEUED:
+            view["waiting_reason"] = self.dispatch_refusal(task) if self.workers.live() else None
+        return view
+
     def retry(self, task: Task) -> None:
-        """Queue a failed task again; with strict dispatch and no idle capable worker, NoSuitableWorker."""
-        if self.settings.strict_dispatch and not self.workers.can_take(task.type):
-            raise NoSuitableWorker(task.type)
+        """Queue a failed task again; with strict dispatch and no worker for it, NoSuitableWorker."""
+        reason = self.dispatch_refusal(task)
+        if self.settings.strict_dispatch and reason is not None:
+            raise NoSuitableWorker(task.type, reason)
         self.tasks.retry(task)
 
     def _idle_skills(self, worker_id: str) -> set[str]:
         worker = self.workers.get(worker_id)
         return set(worker.skills()) if worker is not None and worker.status() == "idle" else set()
+
+    def _acceptor(self, worker_id: str) -> Callable[[Task], bool]:
+        worker = self.workers.get(worker_id)
+        record = worker.record if worker is not None else {}
+        return lambda task: accepts(record, task.type, task.params, task.requirements)
 
     @asynccontextmanager
     async def _polling(self, worker_id: str) -> AsyncIterator[None]:
@@ -109,14 +149,15 @@ class MockState:
         """Long poll: the best matching task now, or as soon as one arrives, or None after ``hold`` s."""
 
         def ready() -> bool:
-            return client_gone() or self.tasks.queue.best(self._idle_skills(worker_id)) is not None
+            best = self.tasks.queue.best(self._idle_skills(worker_id), self._acceptor(worker_id))
+            return client_gone() or best is not None
 
         async with self._polling(worker_id):
             found = await self.changes.wait_until(ready, hold)
             # Nothing else runs between the wait's last check and this take: no await in between.
             if not found or client_gone():
                 return None  # never pop a task for a connection that can no longer receive it
-            return self.tasks.take(self._idle_skills(worker_id), worker_id)
+            return self.tasks.take(self._idle_skills(worker_id), worker_id, self._acceptor(worker_id))
 
     async def set_progress(self, task: Task, progress: Any, message: Any) -> None:
         """Record a progress event."""

@@ -7,8 +7,15 @@ from typing import Any
 
 import orjson
 
+from .requirements import Requirements
+
 SUBMIT_EXAMPLE = '{"type": "check_inventory", "params": {"items": ["apple"]}, "priority": 5, "deadline": 60}'
-SUBMIT_FIELDS = ("type", "params", "priority", "deadline")
+# skill_version..resource_requirements are 1.0b30's task options, metadata its job-creation field; the four (dispatch_task's skill_version, skill_type, max_cost, resource_requirements).
+SUBMIT_FIELDS = (
+    "type", "params", "priority", "deadline", "skill_version", "skill_type", "max_cost", "resource_requirements",
+    "metadata",
+)  # fmt: skip
+REQUIREMENT_KEYS = ("resources", "installed_software", "installed_artifacts", "extra_requirements")
 
 Submission = tuple[str, dict[str, Any], float, float | None]
 
@@ -61,3 +68,51 @@ def parse_submission(body: Any) -> Submission:
         rule = "must be a positive number of seconds from now"
         raise _invalid_field("deadline", deadline, rule, '{"deadline": 60}')
     return task_type, params, priority, deadline
+
+
+def _optional_text(fields: dict[str, Any], name: str, example: str) -> str | None:
+    value = fields.get(name)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise _invalid_field(name, value, "must be a non-empty string the worker's skill declares", example)
+    return value
+
+
+def _resource_requirements(value: Any) -> dict[str, Any]:
+    example = '{"resource_requirements": {"resources": {"devices": [{"type": "gpu"}]}}}'
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _invalid_field("resource_requirements", value, "must be a JSON object", example)
+    for key, item in value.items():
+        if key not in REQUIREMENT_KEYS:
+            rule = f"unknown key '{key}': allowed keys are {', '.join(REQUIREMENT_KEYS)}"
+            raise _invalid_field("resource_requirements", value, rule, example)
+        if key != "installed_artifacts" and not isinstance(item, dict):
+            raise _invalid_field(f"resource_requirements.{key}", item, "must be a JSON object", example)
+        if key == "installed_artifacts" and not isinstance(item, list):
+            rule = "must be a list of artifact names or {name, version} objects"
+            raise _invalid_field(f"resource_requirements.{key}", item, rule, example)
+    return value
+
+
+def parse_metadata(body: Any) -> dict[str, Any] | None:
+    """The job metadata of a submission (1.0b30's job-creation ``metadata``), None when not given."""
+    metadata = _check_fields(body).get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _invalid_field("metadata", metadata, "must be a JSON object", '{"metadata": {"source": "cli"}}')
+    return metadata
+
+
+def parse_requirements(body: Any) -> Requirements:
+    """The 1.0b30 dispatch options of a validated submission body (skill pinning, resources, cost cap)."""
+    fields = _check_fields(body)
+    max_cost = fields.get("max_cost")
+    if max_cost is not None and not _is_number(max_cost):
+        rule = "must be a number, the highest capabilities.cost_per_skill a worker may charge"
+        raise _invalid_field("max_cost", max_cost, rule, '{"max_cost": 0.5}')
+    return Requirements(
+        skill_version=_optional_text(fields, "skill_version", '{"skill_version": "1.2.0"}'),
+        skill_type=_optional_text(fields, "skill_type", '{"skill_type": "inventory"}'),
+        max_cost=max_cost,
+        resource_requirements=_resource_requirements(fields.get("resource_requirements")),
+    )

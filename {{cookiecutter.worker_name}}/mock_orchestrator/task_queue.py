@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .records import Task
 
@@ -41,13 +41,18 @@ class TaskQueue:
         """Take `task` out of the queue if it is there."""
         self._live.pop(task, None)
 
-    def best(self, types: Iterable[str]) -> Task | None:
-        """The best queued task whose type is one of `types`, left in the queue."""
+    def best(self, types: Iterable[str], accepts: Callable[[Task], bool] | None = None) -> Task | None:
+        """The best queued task whose type is one of `types` (and that `accepts` takes), left in the queue."""
         best: _Entry | None = None
         for task_type in types:
             heap = self._heaps.get(task_type)
             while heap and self._live.get(heap[0][3]) != heap[0][2]:
                 heapq.heappop(heap)  # removed or re-queued since this entry was pushed
-            if heap and (best is None or heap[0][:3] < best[:3]):
-                best = heap[0]
+            entry = heap[0] if heap else None
+            if heap and accepts is not None and not accepts(heap[0][3]):
+                # A task pinned to what this worker lacks: scan (rare, and a mock's queues are short).
+                live = (e for e in heap if self._live.get(e[3]) == e[2] and accepts(e[3]))
+                entry = min(live, key=lambda e: e[:3], default=None)
+            if entry is not None and (best is None or entry[:3] < best[:3]):
+                best = entry
         return None if best is None else best[3]

@@ -80,9 +80,11 @@ class TaskStore:
         if error_message is not None:
             task.error_message = error_message
 
-    def take(self, skills: Collection[str], worker_id: str) -> tuple[Task, dict[str, Any]] | None:
-        """Hand the best queued task of these skills to the worker: (task, payload), or None."""
-        task = self.queue.best(skills)
+    def take(
+        self, skills: Collection[str], worker_id: str, accepts: Callable[[Task], bool] | None = None
+    ) -> tuple[Task, dict[str, Any]] | None:
+        """Hand the best queued task of these skills (that ``accepts`` takes) to the worker: (task, payload)."""
+        task = self.queue.best(skills, accepts)
         if task is None:
             return None
         self.queue.discard(task)

@@ -194,7 +194,7 @@ async def task_result(request: web.Request) -> web.StreamResponse:
         raise PermissionError(
             f"Forbidden: Authenticated worker '{auth_id}' cannot submit results for another worker '{sender}'."
         )
-    return protocol_json(await accept_result(state, result, auth_id))
+    return protocol_json(await accept_result(state, result, auth_id, body.get("picked_up_at")))
 
 
 @_protocol_errors
@@ -218,6 +218,8 @@ async def process_event(state: MockState, auth_id: Any, body: Any) -> dict[str, 
     task = state.tasks.of_job(target) if target else None
     if task is not None and task.worker_id and task.worker_id != auth_id:
         raise PermissionError(f"Forbidden: Worker '{auth_id}' is not assigned to job '{target}'")
+    if task is not None:
+        task.record_event(event, state.now())
     if event["event_type"] == "progress" and task is not None:
         payload = event["payload"]
         await state.set_progress(task, payload.get("progress", 0.0), payload.get("message", ""))

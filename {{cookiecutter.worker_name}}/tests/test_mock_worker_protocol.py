@@ -100,6 +100,12 @@ async def test_register_replies_registered_with_protocol_version(
             "websocket_commands": False,
             "current_task_ids": [],
             "polling": False,
+            "supported_skills": [{"name": SKILL, "type": SKILL, "input_schema": {"type": "object"}}],
+            "hot_skills": [],
+            "resources": None,
+            "installed_software": None,
+            "installed_artifacts": None,
+            "capabilities": {"hostname": "test", "ip_address": "127.0.0.1"},
         }
     ]
 

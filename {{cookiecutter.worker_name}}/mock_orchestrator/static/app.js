@@ -126,7 +126,14 @@
       setText(id, worker.worker_id);
       const channels = `${worker.polling ? " · polling" : ""}${worker.websocket_connected ? " · WebSocket" : ""}`;
       setText(status, `${worker.status}${channels}`);
-      setText(skills, worker.skills.join(", ") || "—");
+      const declared = (worker.supported_skills || []).map((skill) =>
+        `${skill.name}${skill.version ? ` ${skill.version}` : ""}${(worker.hot_skills || []).includes(skill.name) ? " (hot)" : ""}`);
+      const published = {
+        supported_skills: worker.supported_skills, hot_skills: worker.hot_skills, resources: worker.resources,
+        installed_software: worker.installed_software, installed_artifacts: worker.installed_artifacts,
+        capabilities: worker.capabilities,
+      };
+      setText(skills, declared.join(", ") || worker.skills.join(", ") || "—", JSON.stringify(published, null, 2));
       const beat = worker.last_heartbeat;
       setText(seen, beat ? ago(beat) : "none yet", beat ? clock(beat) : `registered ${clock(worker.registered_at)}`);
       return row;
@@ -163,17 +170,31 @@
     return row;
   }
 
+  // What the task asked of a worker and what the worker reported beside its data, shown under the result.
+  function extras(task) {
+    const fields = ["skill_version", "skill_type", "max_cost", "resource_requirements", "waiting_reason",
+      "picked_up_at", "costs"];
+    const shown = Object.fromEntries(fields.filter((name) => task[name] != null).map((name) => [name, task[name]]));
+    if (task.metadata && Object.keys(task.metadata).length) shown.metadata = task.metadata;
+    if (task.events && task.events.length) shown.events = task.events;
+    return Object.keys(shown).length ? shown : null;
+  }
+
   function renderResult(cell, task) {
-    const result = task.error || task.data || (task.error_message ? { message: task.error_message } : null);
-    const key = result ? JSON.stringify(result) : "";
+    const outcome = task.error || task.data || (task.error_message ? { message: task.error_message } : null);
+    const more = extras(task);
+    const result = outcome || more;
+    const key = result ? JSON.stringify([outcome, more]) : "";
     if (cell.dataset.key === key) return;
     cell.dataset.key = key;
     if (!result) { cell.replaceChildren("—"); return; }
     const details = document.createElement("details");
     const summary = details.appendChild(document.createElement("summary"));
-    const brief = task.data && !task.error ? key : [result.code, result.message].filter(Boolean).join(": ");
+    const brief = !outcome ? (task.waiting_reason || "details")
+      : task.data && !task.error ? JSON.stringify(outcome) : [result.code, result.message].filter(Boolean).join(": ");
     summary.textContent = brief.length > 72 ? `${brief.slice(0, 71)}…` : brief;
     details.appendChild(document.createElement("pre")).textContent = JSON.stringify(result, null, 2);
+    if (outcome && more) details.appendChild(document.createElement("pre")).textContent = JSON.stringify(more, null, 2);
     cell.replaceChildren(details);
   }
 
