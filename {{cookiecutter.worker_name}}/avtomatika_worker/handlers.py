@@ -4,6 +4,12 @@ A handler is an `async def` or a plain `def` (run in the worker's thread pool, n
 It gets the task's params (the parameter named `params`, else its first positional parameter) and, by
 name, any of TASK_KWARGS it declares (all of them with `**kwargs`). A required parameter the worker
 cannot supply is a mistake the decorator reports at import time, naming the handler and the parameter.
+
+Typed params: when the params parameter is annotated with a dataclass, TypedDict or pydantic model (and
+`input_schema` is not a dict), its JSON Schema is inferred (typed.py), published and checked before the
+handler runs, and the handler gets the built object. A return annotation of one of those types gives the
+output schema, and the handler then returns the data itself (an instance, or the TypedDict's dict).
+`input_schema=False` / `output_schema=False` keep the local check but publish no schema.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, get_type_hints
+
+from . import typed
 
 Handler = Callable[..., Any]
 RunSync = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -22,7 +30,7 @@ RunSync = Callable[[Callable[[], Any]], Awaitable[Any]]
 # Every value a task carries, plus what the worker offers (the official SDK's names, and `state`).
 TASK_KWARGS = (
     "task_id", "job_id", "priority", "deadline", "tracing_context", "metadata", "security",
-    "skill_version", "send_progress", "send_event", "state",
+    "skill_version", "send_progress", "send_event", "state", "add_to_hot_skills", "remove_from_hot_skills",
 )  # fmt: skip
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -36,8 +44,8 @@ class Skill:
     type: str | None = None
     version: str | None = None
     description: str | None = None
-    input_schema: dict[str, Any] | None = None
-    output_schema: dict[str, Any] | None = None
+    input_schema: dict[str, Any] | bool | None = None  # False: infer and check, but do not publish
+    output_schema: dict[str, Any] | bool | None = None
     output_statuses: tuple[str, ...] | None = None
     events_schema: dict[str, dict[str, Any]] | None = None
 
@@ -66,8 +74,10 @@ def check_skill(handler: str, skill: Skill) -> Skill:
             raise bad(field, value, "must be a non-empty string", f'{field}="1.2.0"')
     for field in ("input_schema", "output_schema", "events_schema"):
         value = getattr(skill, field)
-        if value is not None and not isinstance(value, dict):
-            raise bad(field, value, "must be a JSON Schema object (a dict)", f'{field}={{"type": "object"}}')
+        unpublished = value is False and field != "events_schema"
+        if value is not None and not unpublished and not isinstance(value, dict):
+            rule = "must be a JSON Schema object (a dict), or False to keep it unpublished"
+            raise bad(field, value, rule, f'{field}={{"type": "object"}}')
     statuses = skill.output_statuses
     if statuses is not None and not all(isinstance(s, str) and s for s in statuses):
         raise bad(
@@ -86,6 +96,10 @@ class RegisteredHandler:
     params_as: str | None = "positional"  # "positional", "keyword" (a `params` parameter) or None
     is_async: bool = True
     skill: Skill | None = None
+    params_type: Any = None  # the dataclass/TypedDict/pydantic model the params are built into
+    input_check: dict[str, Any] | None = None  # checked before the handler runs (published or not)
+    output_check: dict[str, Any] | None = None  # checked on a `success` result's data
+    returns_data: bool = False  # the return annotation is a record type: the handler returns the data
 
     @classmethod
     def wrap(cls, name: str, func: Handler, skill: Skill | None = None) -> RegisteredHandler:
@@ -106,7 +120,11 @@ class RegisteredHandler:
         skill = check_skill(qualname, skill or Skill(name))
         if skill.description is None and (doc := inspect.getdoc(func)):
             skill = replace(skill, description=doc)
-        return cls(name, func, accepted, params_as, inspect.iscoroutinefunction(func), skill)
+        contract = _Contract.infer(name, func, taken, skill)
+        return cls(
+            name, func, accepted, params_as, inspect.iscoroutinefunction(func), contract.skill,
+            contract.params_type, contract.input_check, contract.output_check, contract.returns_data,
+        )  # fmt: skip
 
     async def call(self, params: Any, kwargs: Mapping[str, Any], run_sync: RunSync | None) -> Any:
         """Call the handler (a sync one through `run_sync`, by default a thread); return its value."""
@@ -118,6 +136,89 @@ class RegisteredHandler:
         # The log context (task and job id) follows the handler into its thread.
         call = functools.partial(contextvars.copy_context().run, self.func, *args, **kwargs)
         return await (run_sync(call) if run_sync is not None else asyncio.to_thread(call))
+
+
+@dataclass(frozen=True)
+class _Contract:
+    """The schemas of a handler: explicit, or inferred from its annotations; what is published and checked."""
+
+    skill: Skill
+    params_type: Any
+    input_check: dict[str, Any] | None
+    output_check: dict[str, Any] | None
+    returns_data: bool
+
+    @classmethod
+    def infer(cls, name: str, func: Handler, taken: inspect.Parameter | None, skill: Skill) -> _Contract:
+        """Infer what `skill` leaves open; raise TypeError naming the handler, parameter and field."""
+        hints = _hints(name, func, taken)
+        params_type = _record_annotation(name, func, taken, hints)
+        returned = hints.get("return")
+        returns_data = typed.is_record(returned)
+        input_check = _schema_for(name, func, skill.input_schema, params_type, "params")
+        output_check = _schema_for(
+            name, func, skill.output_schema, returned if returns_data else None, "result"
+        )
+        published = replace(
+            skill,
+            input_schema=input_check if skill.input_schema is not False else None,
+            output_schema=output_check if skill.output_schema is not False else None,
+        )
+        return cls(published, params_type, input_check, output_check, returns_data)
+
+
+def _hints(name: str, func: Handler, taken: inspect.Parameter | None) -> dict[str, Any]:
+    """The handler's resolved annotations; an unresolvable params annotation is a TypeError."""
+    try:
+        return get_type_hints(func)
+    except Exception as exc:  # NameError for names imported only under TYPE_CHECKING, and the like
+        if taken is None:
+            return {}
+        raw = getattr(func, "__annotations__", {}).get(taken.name)
+        if isinstance(raw, str) and not raw.replace(" ", "").startswith(("dict", "Any", "Mapping")):
+            raise TypeError(
+                f"{_where(name, func)}: the annotation {raw!r} of parameter {taken.name!r} cannot be "
+                f"resolved ({exc}). Fix: import that type at module level, not under TYPE_CHECKING"
+            ) from exc
+        return {}
+
+
+def _record_annotation(
+    name: str, func: Handler, taken: inspect.Parameter | None, hints: dict[str, Any]
+) -> Any:
+    """The params parameter's dataclass/TypedDict/pydantic annotation, or None for a plain dict."""
+    if taken is None or taken.kind in _VARIADIC:
+        return None
+    annotation = hints.get(taken.name)
+    if typed.is_plain_mapping(annotation):
+        return None
+    if typed.is_record(annotation):
+        return annotation
+    raise TypeError(
+        f"{_where(name, func)}: parameter {taken.name!r} is annotated {annotation!r}, but task params are "
+        "a JSON object. Fix: annotate it with a dataclass, a TypedDict, a pydantic model or dict[str, Any]"
+    )
+
+
+def _schema_for(
+    name: str, func: Handler, given: dict[str, Any] | bool | None, annotation: Any, what: str
+) -> dict[str, Any] | None:
+    """The explicit schema, else the one inferred from `annotation` (None when there is none)."""
+    if isinstance(given, dict):
+        return given
+    if annotation is None:
+        return None
+    try:
+        return typed.record_schema(annotation, what)
+    except typed.UnsupportedType as exc:
+        raise TypeError(
+            f"{_where(name, func)}: cannot infer the {'input' if what == 'params' else 'output'} schema: "
+            f"{exc}. Fix: {typed.FIX}"
+        ) from exc
+
+
+def _where(name: str, func: Handler) -> str:
+    return f"handler {getattr(func, '__qualname__', repr(func))!r} for task {name!r}"
 
 
 def _params_binding(params: list[inspect.Parameter]) -> tuple[str | None, inspect.Parameter | None]:

@@ -6,6 +6,10 @@ Tasks are keyed by task id: the same job step re-delivered with a new task id ru
 copy reports for its own task id. Tasks still running when the shutdown timeout expires are not
 reported here: they are collected in `interrupted`, and the worker decides how to hand them back
 (worker.py, `_hand_back`).
+
+Each result carries `picked_up_at`, the wall-clock time this worker received the task (kept in the task
+under RECEIVED_AT, so that a task handed over to the next process keeps its first time, and in the result
+message, so that a spooled result keeps it too).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,10 +25,9 @@ from typing import Any
 from ._logging import task_context
 from .cancellation import Cancellations
 from .config import WorkerConfig
-from .errors import TransportError
-from .executor import Outcome, SendEvent, TaskTools, check_fraction, execute, failure, task_deadline
+from .events import EventSender
+from .executor import Outcome, TaskTools, check_fraction, execute, failure, task_deadline
 from .handlers import RegisteredHandler
-from .ratelimit import EVENT
 from .results import ResultSender
 from .tasks import Refusal
 from .transport import OrchestratorClient
@@ -34,7 +36,7 @@ from .typing import CANCELLED, PROGRESS_EVENT, TIMEOUT_ERROR, TRANSIENT_ERROR
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "worker shut down before the task finished"
-PROGRESS_TIMEOUT = 10.0  # a progress event is best effort: never hold a handler up for long
+RECEIVED_AT = "_received_at"  # private member of a running task: when this worker received it (Unix s)
 # A handler that ignores its shutdown cancellation gets this long before it is abandoned (a stop must
 # end within WORKER_SHUTDOWN_TIMEOUT + 2 s).
 CANCEL_GRACE = 0.3
@@ -65,7 +67,7 @@ class TaskRunner:
         self._state = state
         self._pool: ThreadPoolExecutor | None = None
         self._handlers = handlers
-        self._client = client
+        self._events = EventSender(client, config.worker_id)
         self._cancellations = cancellations
         self._results = results
         self._slots = slots
@@ -89,6 +91,7 @@ class TaskRunner:
 
     def spawn(self, task: dict[str, Any]) -> bool:
         """Start handling a well-formed `task` (tasks.py; the caller holds a slot)."""
+        task = {**task, RECEIVED_AT: received_at(task)}
         run = asyncio.create_task(
             self._run(task, task["job_id"], task["task_id"]), name=f"task-{task['task_id']}"
         )
@@ -102,7 +105,8 @@ class TaskRunner:
             return
         with task_context(problem.task_id, problem.job_id):
             logger.error("refusing a task: %s", problem.message)
-            self._report(problem.job_id, problem.task_id, failure(problem.code, problem.message))
+            outcome = failure(problem.code, problem.message)
+            self._report(problem.job_id, problem.task_id, outcome, round(time.time(), 3))
 
     def _on_done(self, run: asyncio.Task[None]) -> None:
         task = self._runs.pop(run, {})
@@ -130,29 +134,36 @@ class TaskRunner:
             run = asyncio.current_task()
             assert run is not None
             self._free_slot(run)  # the next poll overlaps this result's round trip
-            await self._results.deliver(self._result(job_id, task_id, outcome))
+            await self._results.deliver(self._result(task, outcome))
 
     def _finish(self, task: dict[str, Any], job_id: str, task_id: str, outcome: Outcome | None) -> None:
         if outcome is None:  # interrupted by the stop
             logger.warning("task interrupted by the stop; handing it back")
-            message = self._message(job_id, task_id, failure(TRANSIENT_ERROR, SHUTDOWN_MESSAGE))
+            message = self._message(task, failure(TRANSIENT_ERROR, SHUTDOWN_MESSAGE))
             self.interrupted.append(Interrupted(task, message))
             return
-        self._report(job_id, task_id, outcome)
+        self._results.submit(self._result(task, outcome))
 
-    def _message(self, job_id: str, task_id: str, outcome: Outcome) -> dict[str, Any]:
-        message = {"job_id": job_id, "task_id": task_id, "worker_id": self._config.worker_id}
-        message.update(outcome.to_message())
+    def _message(self, task: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        return self._build(task["job_id"], task["task_id"], outcome, received_at(task))
+
+    def _build(self, job_id: str, task_id: str, outcome: Outcome, picked_up_at: float) -> dict[str, Any]:
+        message: dict[str, Any] = {"job_id": job_id, "task_id": task_id, "worker_id": self._config.worker_id}
+        message.update(outcome.to_message(timing=True))
+        message["picked_up_at"] = picked_up_at
         return message
 
-    def _report(self, job_id: str, task_id: str, outcome: Outcome) -> None:
-        self._results.submit(self._result(job_id, task_id, outcome))
+    def _report(self, job_id: str, task_id: str, outcome: Outcome, picked_up_at: float) -> None:
+        self._results.submit(self._build(job_id, task_id, self._final(task_id, outcome), picked_up_at))
 
-    def _result(self, job_id: str, task_id: str, outcome: Outcome) -> dict[str, Any]:
+    def _result(self, task: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        return self._message(task, self._final(task["task_id"], outcome))
+
+    def _final(self, task_id: str, outcome: Outcome) -> Outcome:
         if self._cancellations.is_cancelled(task_id):
             outcome = Outcome(status=CANCELLED)  # never a late success for a cancelled task
         logger.info("task finished with status %s", outcome.status)
-        return self._message(job_id, task_id, outcome)
+        return outcome
 
     def _interrupted(self, task_id: str) -> Outcome | None:
         """The outcome of a cancelled handler: None when the stop interrupted it (to be handed back)."""
@@ -190,7 +201,7 @@ class TaskRunner:
             )
             deadline = None
         logger.info("task %r started", task_type)
-        tools = self._tools(job_id, task_id)
+        tools = self._tools(job_id, task_id, handler)
         handler_run = asyncio.create_task(execute(handler, task, tools), name=f"handler-{task_id}")
         self._handler_runs[task_id] = handler_run
         self._cancellations.track(task_id, job_id, handler_run)
@@ -220,8 +231,8 @@ class TaskRunner:
 
         return asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), expire)
 
-    def _tools(self, job_id: str, task_id: str) -> TaskTools:
-        send_event = self._event_sender(job_id, task_id)
+    def _tools(self, job_id: str, task_id: str, handler: RegisteredHandler) -> TaskTools:
+        send_event = self._events.for_task(job_id, task_id, handler.skill)
 
         async def send_progress(fraction: float, message: str = "") -> None:
             """Report progress (0.0 to 1.0) to the orchestrator; best effort, network errors are logged."""
@@ -229,37 +240,6 @@ class TaskRunner:
             await send_event(PROGRESS_EVENT, {"progress": fraction, "message": str(message)})
 
         return TaskTools(send_progress, send_event, self._state, self._run_sync)
-
-    def _event_sender(self, job_id: str, task_id: str) -> SendEvent:
-        client, worker_id = self._client, self._config.worker_id
-
-        async def send_event(event_type: str, payload: dict[str, Any] | None = None) -> None:
-            """Send an event about this task to the orchestrator; best effort, network errors are logged."""
-            if not isinstance(event_type, str) or not event_type:
-                raise ValueError(
-                    f"send_event(event_type={event_type!r}): event_type must be a non-empty string"
-                )
-            if client.budget.delay(EVENT) > 0:
-                logger.debug("event %s not sent: the event rate-limit window is full", event_type)
-                return
-            event = {
-                "event_id": str(uuid.uuid4()),
-                "worker_id": worker_id,
-                "origin_worker_id": worker_id,
-                "event_type": event_type,
-                "payload": dict(payload or {}),
-                "target_job_id": job_id,
-                "target_task_id": task_id,
-            }
-            try:
-                reply = await client.send_event(event, PROGRESS_TIMEOUT)
-            except TransportError as exc:
-                logger.warning("event %s not delivered: %s", event_type, exc)
-                return
-            if isinstance(reply, dict) and reply.get("status") == "error":
-                logger.warning("event %s refused: %s", event_type, reply.get("message"))
-
-        return send_event
 
     async def _run_sync(self, call: Callable[[], Any]) -> Any:
         """Run a sync handler in the pool, sized like the concurrency (never on the event loop)."""
@@ -290,6 +270,14 @@ class TaskRunner:
         for run in list(self._runs):
             run.cancel()
         await asyncio.gather(*self._runs, return_exceptions=True)
+
+
+def received_at(task: dict[str, Any]) -> float:
+    """When this worker (or the process that handed `task` over) received it: wall-clock Unix seconds."""
+    value = task.get(RECEIVED_AT)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return round(time.time(), 3)
 
 
 def _now() -> float:

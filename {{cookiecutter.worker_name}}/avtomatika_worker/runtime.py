@@ -16,10 +16,12 @@ from typing import Any
 
 from .cancellation import Cancellations
 from .config import WorkerConfig
+from .detect import Detected, detect
 from .errors import OrchestratorRejectedError, RegistrationError
 from .handlers import RegisteredHandler, Skill
 from .handover import Handover
 from .heartbeat import Heartbeater
+from .hot_skills import HotSkills
 from .liveness import LivenessFile
 from .peers import PeerView, idle_peers
 from .poller import Poller
@@ -49,8 +51,13 @@ class Runtime:
         cancellations: Cancellations,
         on_crash: Callable[[], None],
         state: Any = None,
+        hot_skills: HotSkills | None = None,
+        detect_machine: Callable[[], Detected] = detect,
     ) -> None:
         self.config = config
+        self.hot_skills = hot_skills if hot_skills is not None else HotSkills()
+        self._detect_machine = detect_machine
+        self._dispatch_fields: dict[str, Any] = {}
         self._worker_type = worker_type
         self._handlers = handlers
         self._wiring = wiring
@@ -105,6 +112,14 @@ class Runtime:
         )
         self.client.budget.restore(self.handover.take_rate_limits(), time.time())
         self.results.start()
+        detected = await asyncio.to_thread(self._detect_machine)
+        self._dispatch_fields = await asyncio.to_thread(config.resources.registration, detected)
+        loop = asyncio.get_running_loop()
+
+        def publish_hot_skills() -> None:  # handlers may run in threads
+            loop.call_soon_threadsafe(self.heartbeater.nudge)
+
+        self.hot_skills.listen(publish_hot_skills)
         self._watch("resume", self._resume(self.handover.take_tasks()))
         logger.info(
             "worker %s (%s) connecting to %s with skills %s",
@@ -194,6 +209,7 @@ class Runtime:
         await self.results.stop()
         self.runner.close()
         await self._cancel_loop("heartbeat")
+        self.hot_skills.listen(None)
         await self._cancellations.stop()
         self.handover.save_rate_limits(self.client.budget.snapshot(time.time()))
         await self.client.close()
@@ -223,6 +239,7 @@ class Runtime:
                 (handler.skill or Skill(name)).published() for name, handler in self._handlers.items()
             ],
             "available_skills": list(self._handlers),
+            **self._dispatch_fields,
         }
         client = self.client
         try:
@@ -243,6 +260,12 @@ class Runtime:
             "current_tasks": self.runner.running_jobs(),
             "available_skills": list(self._handlers),
         }
+        hot = self.hot_skills.published(self._handlers)
+        if hot is not None:
+            message["hot_skills"] = hot
         if config.enable_websockets:
-            message["capabilities"] = {"websockets": True}
+            # A heartbeat's `capabilities` replaces the registered ones: keep what the dispatcher reads.
+            registered = self._dispatch_fields.get("capabilities", {})
+            kept = {key: registered[key] for key in ("cost_per_skill", "extra") if key in registered}
+            message["capabilities"] = {"websockets": True, **kept}
         return message

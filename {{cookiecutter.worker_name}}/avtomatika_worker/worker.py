@@ -10,13 +10,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import SimpleNamespace, TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from ._logging import configure_logging
 from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
 from .errors import ConfigError, StartupError
 from .handlers import Handler, RegisteredHandler, Skill
+from .hot_skills import HotSkills
 from .runtime import Runtime
 from .wiring import Wiring
 
@@ -76,6 +77,8 @@ class Worker:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._started_hooks = 0  # on_shutdown hooks to run at stop (those registered when startup ran)
+        self.hot_skills = HotSkills()
+        """Skills whose model or cache is loaded: the dispatcher prefers this worker for them."""
         self.state = SimpleNamespace()
         """What handlers share (a pool, a client, a model): set in `on_startup`, read as `state` in handlers."""
 
@@ -98,8 +101,8 @@ class Worker:
         version: str | None = None,
         type: str | None = None,  # noqa: A002 - the protocol's (and the official SDK's) name
         description: str | None = None,
-        input_schema: dict[str, Any] | None = None,
-        output_schema: dict[str, Any] | None = None,
+        input_schema: dict[str, Any] | Literal[False] | None = None,
+        output_schema: dict[str, Any] | Literal[False] | None = None,
         output_statuses: Sequence[str] | None = None,
         events_schema: dict[str, dict[str, Any]] | None = None,
     ) -> Callable[[H], H]:
@@ -131,6 +134,14 @@ class Worker:
         self._shutdown.append(_checked_hook(hook, "on_shutdown"))
         return hook
 
+    def add_to_hot_skills(self, name: str) -> None:
+        """Mark skill `name` as hot (loaded): 1.0b30 then dispatches its tasks here first; thread-safe."""
+        self.hot_skills.add(name)
+
+    def remove_from_hot_skills(self, name: str) -> None:
+        """Mark skill `name` as no longer hot (unloaded); thread-safe."""
+        self.hot_skills.remove(name)
+
     def check_for_cancellation(self, task_id: str) -> CancellationCheck:
         """Whether the orchestrator has cancelled `task_id` (Redis flag, WebSocket, heartbeat reply):
         `await` it in async code; in a sync handler (a thread) use it as a bool."""
@@ -155,6 +166,7 @@ class Worker:
             self._cancellations,
             self._crashed.set,
             self.state,
+            self.hot_skills,
         )
         await self._runtime.start()
 

@@ -127,6 +127,7 @@ async def test_handler_with_var_kwargs_receives_every_task_kwarg() -> None:
     task["tracing_context"] = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
     await execute(RegisteredHandler.wrap("check", handler), task, TaskTools(state="shared"))
     assert callable(seen.pop("send_progress")) and callable(seen.pop("send_event"))
+    assert callable(seen.pop("add_to_hot_skills")) and callable(seen.pop("remove_from_hot_skills"))
     assert seen == {
         "task_id": "task-1",
         "job_id": "job-1",
