@@ -2,31 +2,40 @@
 {% raw %}
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from avtomatika_worker import InvalidInputError, Worker
 {% endraw %}
 worker = Worker(worker_type={{ cookiecutter.worker_type | tojson }})
 {% raw %}
-# Demo stock levels: replace with a lookup in your own system (database, warehouse API, ...).
-STOCK: dict[str, int] = {"apple": 12, "pear": 5, "plum": 0}
+
+@worker.on_startup
+async def open_stock() -> None:
+    """Open what every handler shares, once (a database pool, an HTTP client, a model): here demo stock."""
+    worker.state.stock = {"apple": 12, "pear": 5, "plum": 0}
 
 
-@worker.task("check_inventory")
-async def check_inventory(params: dict[str, Any]) -> dict[str, Any]:
-    """Check that every item in ``params["items"]`` is in stock."""
-    items = params.get("items")
-    if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
+@dataclass
+class InventoryCheck:
+    """The params of check_inventory: the handler gets them checked and typed."""
+
+    items: list[str]
+
+
+@worker.task("check_inventory", output_statuses=["success", "out_of_stock"])
+async def check_inventory(params: InventoryCheck, state: SimpleNamespace) -> dict[str, Any]:
+    """Check that every item in ``params.items`` is in stock."""
+    if not params.items:
         # Bad input fails the job at once (INVALID_INPUT_ERROR): a retry would fail the same way.
-        raise InvalidInputError(
-            f'params.items must be a non-empty list of item names like ["apple", "pear"], got {items!r}'
-        )
-    missing = [item for item in items if STOCK.get(item, 0) <= 0]
+        raise InvalidInputError('params.items must name at least one item, like ["apple", "pear"]')
+    missing = [item for item in params.items if state.stock.get(item, 0) <= 0]
     if missing:
         # A custom status: the blueprint decides where the job goes next.
         return {"status": "out_of_stock", "data": {"missing_items": missing}}
-    in_stock = {item: STOCK[item] for item in items}
-    return {"status": "success", "data": {"items_checked": len(items), "in_stock": in_stock}}
+    in_stock = {item: state.stock[item] for item in params.items}
+    return {"status": "success", "data": {"items_checked": len(params.items), "in_stock": in_stock}}
 
 
 @worker.task("long_running_task")

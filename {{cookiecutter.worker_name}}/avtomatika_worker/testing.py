@@ -5,15 +5,20 @@ from avtomatika_worker.testing import TaskRun
 async def test_stock_is_checked() -> None:
     result = await TaskRun(worker, "check_inventory")({"items": ["apple"]})
     assert result == {"status": "success", "data": {...}}
+
+The worker's `on_startup` hooks run once, before its first TaskRun (as they run before it registers),
+so handlers find in `state` what the hooks put there; `on_shutdown` hooks do not run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .events import event_problem
 from .executor import Outcome, TaskTools, check_fraction, execute
 from .typing import CANCELLED
 from .worker import Worker
@@ -30,6 +35,7 @@ class TaskRun:
         job_id: str = "job-test",
         priority: float = 0,
         deadline: float | None = None,
+        metadata: dict[str, Any] | None = None,
         on_progress: Callable[[TaskRun], None] | None = None,
     ) -> None:
         if task_type not in worker.skills:
@@ -42,6 +48,7 @@ class TaskRun:
         self.job_id = job_id
         self.priority = priority
         self.deadline = deadline
+        self.metadata = {} if metadata is None else metadata  # the job's: result metadata is merged into it
         self.progress: list[tuple[float, str]] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
         self._on_progress = on_progress  # e.g. to cancel the task after its second report
@@ -60,7 +67,10 @@ class TaskRun:
             self._on_progress(self)
 
     async def send_event(self, event_type: str, payload: dict[str, Any] | None = None) -> None:
-        """Record an event the handler sends."""
+        """Record an event the handler sends (checked against the skill's events_schema as the worker does)."""
+        problem = event_problem(self.worker._handlers[self.task_type].skill, event_type, payload)
+        if problem is not None:
+            raise ValueError(problem)
         self.events.append((event_type, dict(payload or {})))
 
     async def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +82,9 @@ class TaskRun:
             "params": params,
             "priority": self.priority,
             "deadline": self.deadline,
+            "metadata": self.metadata,
         }
+        await _started(self.worker)
         # The SDK's own test seam: it reaches into the worker so that user tests never have to.
         cancellations = self.worker._cancellations
         with cancellations.offline():
@@ -85,3 +97,13 @@ class TaskRun:
                 cancellations.untrack(self.task_id)
         outcome = Outcome(status=CANCELLED) if run.cancelled() else run.result()
         return outcome.to_message()
+
+
+_STARTED: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+async def _started(worker: Worker) -> None:
+    """Run the worker's on_startup hooks the first time one of its tasks runs here."""
+    if worker not in _STARTED:
+        _STARTED.add(worker)
+        await worker._run_startup_hooks()

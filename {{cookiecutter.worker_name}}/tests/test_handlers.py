@@ -25,7 +25,7 @@ async def test_malformed_items_are_an_invalid_input_failure(params: dict[str, An
     result = await TaskRun(worker, "check_inventory")(params)
     assert result["status"] == "failure"
     assert result["error"]["code"] == "INVALID_INPUT_ERROR"
-    assert "params.items" in result["error"]["message"]
+    assert "items" in result["error"]["message"]
 
 
 async def test_long_task_runs_all_steps_and_reports_progress_before_each() -> None:
