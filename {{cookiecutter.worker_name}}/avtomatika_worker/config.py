@@ -16,6 +16,7 @@ from dotenv import load_dotenv
 
 from .errors import ConfigError
 from .ratelimit import RateLimits
+from .resources import ResourceSettings
 
 WORKER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -175,26 +176,51 @@ def default_health_file() -> str:
 _SECRETS = frozenset({"WORKER_TOKEN", "ORCHESTRATOR_SECRET_KEY"})
 
 
+# The official SDK's names for the same settings (same meaning), read when ours is not set; an error
+# names the variable that was set. Its WORKER_INDIVIDUAL_TOKEN wins over WORKER_TOKEN, as there.
+_OFFICIAL_NAMES = {
+    "WORKER_MAX_CONCURRENT_TASKS": "MAX_CONCURRENT_TASKS",
+    "WORKER_HEARTBEAT_INTERVAL": "HEARTBEAT_INTERVAL",
+    "WORKER_LOG_FORMAT": "LOG_FORMAT",
+}
+_OVERRIDING_NAMES = {"WORKER_TOKEN": "WORKER_INDIVIDUAL_TOKEN"}
+
+
+def _set(raw: str | None) -> bool:
+    return raw is not None and raw.strip() != ""
+
+
+def _source(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
+    """The variable that sets `name` (ours, or the official SDK's name for it) and its value."""
+    overriding = _OVERRIDING_NAMES.get(name)
+    if overriding is not None and _set(env.get(overriding)):
+        return overriding, env[overriding]
+    official = _OFFICIAL_NAMES.get(name)
+    if not _set(env.get(name)) and official is not None and _set(env.get(official)):
+        return official, env[official]
+    return name, env.get(name)
+
+
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
-    raw = env.get(name)
+    source, raw = _source(env, name)
     if raw is None or raw.strip() == "":
         return default
     try:
         return parse(raw)
     except ValueError:
         rule = _RULES[name]
-        raise _invalid(name, raw, rule.rule, rule.example, secret=name in _SECRETS) from None
+        raise _invalid(source, raw, rule.rule, rule.example, secret=name in _SECRETS) from None
 
 
 def _read_required(env: Mapping[str, str], name: str, parse: Callable[[str], str]) -> str:
     rule = _RULES[name]
-    raw = env.get(name)
+    source, raw = _source(env, name)
     if raw is None or raw.strip() == "":
         raise _missing(name, rule.rule, rule.example)
     try:
         return parse(raw)
     except ValueError:
-        raise _invalid(name, raw, rule.rule, rule.example, secret=name == "WORKER_TOKEN") from None
+        raise _invalid(source, raw, rule.rule, rule.example, secret=name in _SECRETS) from None
 
 
 def _parse_token(value: str) -> str:
@@ -225,6 +251,7 @@ class WorkerConfig:
     cancel_check_interval: float = 0.5
     orchestrator_secret_key: str | None = field(default=None, repr=False)
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
 
     @property
     def spool_path(self) -> Path:
@@ -259,4 +286,5 @@ class WorkerConfig:
             cancel_check_interval=_read(env, "WORKER_CANCEL_CHECK_INTERVAL", _parse_positive_float, 0.5),
             orchestrator_secret_key=_read(env, "ORCHESTRATOR_SECRET_KEY", _parse_token, None),
             rate_limits=_read(env, "WORKER_RATE_LIMITS", RateLimits.parse, RateLimits()),
+            resources=ResourceSettings.from_env(env),
         )

@@ -38,7 +38,7 @@ def event_problem(skill: Skill | None, event_type: Any, payload: Any) -> str | N
     """Why `send_event(event_type, payload)` may not be sent for `skill`, or None when it may."""
     call = f"send_event({event_type!r})"
     if not isinstance(event_type, str) or not event_type:
-        return f"{call}: event_type must be a non-empty string, e.g. send_event('approved', {{...}})"
+        return f"{call}: event_type must be a non-empty string, e.g. send_event('approved', " + "{...})"
     if payload is not None and not isinstance(payload, dict):
         return f"{call}: payload must be a JSON object (a dict), got {type(payload).__name__}: {payload!r}"
     if payload is not None and (unsendable := _json_problem(payload)) is not None:

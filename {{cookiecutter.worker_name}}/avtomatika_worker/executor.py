@@ -257,7 +257,8 @@ def _extras(
     if costs is not None and not (isinstance(costs, dict) and all(map(_finite_number, costs.values()))):
         return _bad_return(
             name,
-            f"returned costs {_short(costs)}; costs must map names to numbers, e.g. {{'gpu_seconds': 1.5}}",
+            f"returned costs {_short(costs)}; costs must map names to numbers, e.g. "
+            + "{'gpu_seconds': 1.5}",
         )
     return metadata, costs
 

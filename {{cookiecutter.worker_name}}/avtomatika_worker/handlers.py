@@ -77,7 +77,7 @@ def check_skill(handler: str, skill: Skill) -> Skill:
         unpublished = value is False and field != "events_schema"
         if value is not None and not unpublished and not isinstance(value, dict):
             rule = "must be a JSON Schema object (a dict), or False to keep it unpublished"
-            raise bad(field, value, rule, f'{field}={{"type": "object"}}')
+            raise bad(field, value, rule, f"{field}=" + '{"type": "object"}')
     statuses = skill.output_statuses
     if statuses is not None and not all(isinstance(s, str) and s for s in statuses):
         raise bad(

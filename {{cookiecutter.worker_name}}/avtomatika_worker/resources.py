@@ -115,6 +115,12 @@ def _positive_float(env: Mapping[str, str], name: str) -> float | None:
 def _gpu(env: Mapping[str, str]) -> dict[str, Any] | None:
     model = _set(env, "GPU_MODEL")
     if model is None:
+        for name in ("GPU_ID", "GPU_VRAM_GB"):
+            if (value := _set(env, name)) is not None:
+                raise ConfigError(
+                    f"{name}={value!r} is invalid: it describes the GPU declared by GPU_MODEL, which is not set "
+                    f"(e.g. GPU_MODEL='NVIDIA A100' {name}={value})"
+                )
         return None
     vram = _int(env, "GPU_VRAM_GB", 0)
     return {
@@ -139,11 +145,15 @@ def _list(env: Mapping[str, str], name: str) -> list[Any]:
 def _software(env: Mapping[str, str]) -> dict[str, str]:
     raw = _set(env, "INSTALLED_SOFTWARE")
     if raw is None:
-        return {"python": ".".join(platform.python_version_tuple()[:2])}
+        return _running_python()
     parsed = _json("INSTALLED_SOFTWARE", raw)
     if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
         raise _invalid("INSTALLED_SOFTWARE", raw)
     return dict(parsed)
+
+
+def _running_python() -> dict[str, str]:
+    return {"python": ".".join(platform.python_version_tuple()[:2])}
 
 
 def _costs(env: Mapping[str, str]) -> dict[str, float]:
@@ -168,8 +178,8 @@ def _extra(env: Mapping[str, str]) -> dict[str, Any]:
                     continue
                 except ValueError:
                     raise ConfigError(
-                        f"{key}={value!r} is invalid: a value starting with {{ or [ must be valid JSON "
-                        f'(e.g. {key}=\'{{"tier": "gold"}}\' or {key}=gold)'
+                        f"{key}={value!r} is invalid: a value starting with " + "{ or [ must be valid JSON "
+                        f"(e.g. {key}='" + '{"tier": "gold"}' + f"' or {key}=gold)"
                     ) from None
             extra[name] = value
     return extra
@@ -183,7 +193,7 @@ class ResourceSettings:
     ram_gb: float | None = None
     gpu: dict[str, Any] | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
-    installed_software: dict[str, str] = field(default_factory=dict)
+    installed_software: dict[str, str] = field(default_factory=_running_python)
     installed_artifacts: list[dict[str, Any]] = field(default_factory=list)
     cost_per_skill: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -28,6 +28,7 @@ from .config import WorkerConfig
 from .events import EventSender
 from .executor import Outcome, TaskTools, check_fraction, execute, failure, task_deadline
 from .handlers import RegisteredHandler
+from .hot_skills import HotSkills
 from .results import ResultSender
 from .tasks import Refusal
 from .transport import OrchestratorClient
@@ -62,9 +63,11 @@ class TaskRunner:
         results: ResultSender,
         slots: asyncio.Semaphore,
         state: Any = None,
+        hot_skills: HotSkills | None = None,
     ) -> None:
         self._config = config
         self._state = state
+        self._hot_skills = hot_skills if hot_skills is not None else HotSkills()
         self._pool: ThreadPoolExecutor | None = None
         self._handlers = handlers
         self._events = EventSender(client, config.worker_id)
@@ -239,7 +242,8 @@ class TaskRunner:
             check_fraction(fraction)
             await send_event(PROGRESS_EVENT, {"progress": fraction, "message": str(message)})
 
-        return TaskTools(send_progress, send_event, self._state, self._run_sync)
+        hot = self._hot_skills
+        return TaskTools(send_progress, send_event, self._state, self._run_sync, hot.add, hot.remove)
 
     async def _run_sync(self, call: Callable[[], Any]) -> Any:
         """Run a sync handler in the pool, sized like the concurrency (never on the event loop)."""

@@ -89,7 +89,7 @@ class Runtime:
         )
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self.runner = TaskRunner(
-            config, handlers, self.client, cancellations, self.results, self._slots, state
+            config, handlers, self.client, cancellations, self.results, self._slots, state, self.hot_skills
         )
         self.poller = Poller(
             self.client, self._slots, self.runner.spawn, wiring.backoff, self.heartbeater.wake,

@@ -88,7 +88,10 @@ class TaskRun:
         # The SDK's own test seam: it reaches into the worker so that user tests never have to.
         cancellations = self.worker._cancellations
         with cancellations.offline():
-            tools = TaskTools(self.send_progress, self.send_event, self.worker.state)
+            hot = self.worker.hot_skills
+            tools = TaskTools(
+                self.send_progress, self.send_event, self.worker.state, None, hot.add, hot.remove
+            )
             run = asyncio.create_task(execute(self.worker._handlers[self.task_type], task, tools))
             cancellations.track(self.task_id, self.job_id, run)
             try:

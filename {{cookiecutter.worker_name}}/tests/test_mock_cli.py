@@ -247,7 +247,9 @@ def test_submit_wait_exits_1_when_the_task_fails(mock: Mock, start_worker: Calla
     result = mock.cli("submit", "check_inventory", '{"items": []}', "--wait")
     assert result.returncode == 1
     assert field_line(result.stdout, "status") == "failure"
-    assert field_line(result.stdout, "error").startswith("INVALID_INPUT_ERROR: params.items must name at least one item")
+    assert field_line(result.stdout, "error").startswith(
+        "INVALID_INPUT_ERROR: params.items must name at least one item"
+    )
 
 
 def test_watch_follows_a_task_until_a_worker_finishes_it(

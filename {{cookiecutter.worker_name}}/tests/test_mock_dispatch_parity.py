@@ -82,7 +82,7 @@ async def test_a_pinned_version_no_live_worker_declares_quarantines_with_the_rea
         assert submitted["status"] == "quarantined"
         assert submitted["error_message"] == (
             f"No worker satisfies the resource requirements for task '{SKILL}'. Reasons: "
-            f"{{'skill_contract_mismatch: {SKILL} (expected version 2.0, type None)': 1}}"
+            "{" + f"'skill_contract_mismatch: {SKILL} (expected version 2.0, type None)': 1" + "}"
         )
 
 

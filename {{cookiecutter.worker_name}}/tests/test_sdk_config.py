@@ -257,3 +257,20 @@ def test_run_with_a_malformed_value_names_it_and_exits_2(
     assert err.count("\n") == 1
     assert err.startswith(f"configuration error: {name}={value!r} is invalid: ")
     assert "Traceback" not in err
+
+
+def test_the_official_sdks_names_set_the_same_settings_when_ours_are_unset() -> None:
+    config = config_with(MAX_CONCURRENT_TASKS="4", HEARTBEAT_INTERVAL="20", LOG_FORMAT="json")
+    assert (config.max_concurrent_tasks, config.heartbeat_interval, config.log_format) == (4, 20.0, "json")
+    ours = config_with(MAX_CONCURRENT_TASKS="4", WORKER_MAX_CONCURRENT_TASKS="2")
+    assert ours.max_concurrent_tasks == 2
+
+
+def test_worker_individual_token_wins_over_worker_token_as_in_the_official_sdk() -> None:
+    assert config_with(WORKER_INDIVIDUAL_TOKEN="own-token").worker_token == "own-token"
+
+
+def test_a_bad_value_under_the_official_name_is_reported_under_that_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_with(MAX_CONCURRENT_TASKS="many")
+    assert str(info.value).startswith("MAX_CONCURRENT_TASKS='many' is invalid")
