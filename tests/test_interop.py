@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from baking import bake_in, make_sandbox
 from interop.real import (
     SCENARIO_WORKER,
     TERMINAL,
@@ -41,15 +40,9 @@ def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrche
 
 
 @pytest.fixture(scope="module")
-def baked_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("interop-bake")
-    return bake_in(make_sandbox(root / "sandbox"), root / "out")
-
-
-@pytest.fixture(scope="module")
-def worker(orchestrator: RealOrchestrator, baked_project: Path) -> Iterator[RunningWorker]:
+def worker(orchestrator: RealOrchestrator, project: Path) -> Iterator[RunningWorker]:
     with baked_worker(
-        orchestrator, baked_project, f"interop-{os.getpid()}", script=SCENARIO_WORKER, env=TASK_SECRET
+        orchestrator, project, f"interop-{os.getpid()}", script=SCENARIO_WORKER, env=TASK_SECRET
     ) as running:
         yield running
 
@@ -93,9 +86,10 @@ def test_failed_attempts_are_retried_by_the_orchestrator_until_the_job_finishes(
     assert job["status"] == "finished", (job, worker.tail())
     # A retry re-arms the job's watch with a monotonic time until the dispatch overwrites it (a few
     # milliseconds, docs/orchestrator-behaviours.md): a watcher tick in that window counts a retry too.
-    # Such a retry also dispatches a second task, which the worker may run.
+    # Such a retry also dispatches a second task, which the worker may run. The watcher and the result
+    # handler update the job from their own snapshots, so one of them may overwrite the other's count.
     raced = orchestrator.watcher_timeouts(job["id"])
-    assert job["retry_count"] == 2 + raced, (job, f"watcher timeouts: {raced}")
+    assert 2 <= job["retry_count"] <= 2 + raced, (job, f"watcher timeouts: {raced}")
     assert 3 <= job["state_history"]["attempts"] <= 3 + raced, job
     task_ids = [event["task_id"] for event in events(state_file)]
     assert len(task_ids) == len(set(task_ids)), f"each retry is a new task id: {task_ids}"

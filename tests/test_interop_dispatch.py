@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from baking import bake_in, make_sandbox
 from interop.real import RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
 from processes import wait_for
 
@@ -32,12 +31,6 @@ GPU = {"resources": {"devices": [{"type": "gpu"}]}}
 def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrchestrator]:
     with real_orchestrator(tmp_path_factory.mktemp("orchestrator-dispatch")) as orch:
         yield orch
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("interop-dispatch-bake")
-    return bake_in(make_sandbox(root / "sandbox"), root / "out")
 
 
 class Workers:

@@ -13,7 +13,6 @@ import aiohttp
 import orjson
 import pytest
 
-from baking import bake_in, make_sandbox
 from interop.real import (
     TERMINAL,
     WORKER_TOKEN,
@@ -37,11 +36,7 @@ def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrche
 
 
 @pytest.fixture(scope="module")
-def worker(
-    orchestrator: RealOrchestrator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningWorker]:
-    root = tmp_path_factory.mktemp("interop-events-bake")
-    project = bake_in(make_sandbox(root / "sandbox"), root / "out")
+def worker(orchestrator: RealOrchestrator, project: Path) -> Iterator[RunningWorker]:
     with baked_worker(orchestrator, project, f"interop-events-{os.getpid()}", script=EVENTS_WORKER) as w:
         yield w
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from baking import bake_in, make_sandbox
 from interop.real import TERMINAL, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
 
 pytestmark = pytest.mark.interop
@@ -25,11 +24,7 @@ def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrche
 
 
 @pytest.fixture(scope="module")
-def worker(
-    orchestrator: RealOrchestrator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningWorker]:
-    root = tmp_path_factory.mktemp("schema-bake")
-    project = bake_in(make_sandbox(root / "sandbox"), root / "out")
+def worker(orchestrator: RealOrchestrator, project: Path) -> Iterator[RunningWorker]:
     with baked_worker(orchestrator, project, f"schemas-{os.getpid()}", script=SCHEMA_WORKER) as running:
         yield running
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from baking import bake_in, make_sandbox
 from interop.real import SCENARIO_WORKER, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
 from processes import wait_for
 
@@ -24,11 +23,7 @@ def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOrche
 
 
 @pytest.fixture(scope="module")
-def worker(
-    orchestrator: RealOrchestrator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningWorker]:
-    root = tmp_path_factory.mktemp("interop-ws-bake")
-    project = bake_in(make_sandbox(root / "sandbox"), root / "out")
+def worker(orchestrator: RealOrchestrator, project: Path) -> Iterator[RunningWorker]:
     env = {"WORKER_ENABLE_WEBSOCKETS": "true"}
     with baked_worker(
         orchestrator, project, f"interop-ws-{os.getpid()}", script=SCENARIO_WORKER, env=env

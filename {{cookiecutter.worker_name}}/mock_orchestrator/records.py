@@ -67,7 +67,8 @@ class Worker:
         capabilities = self.record.get("capabilities")
         return {
             "supported_skills": self.record.get("supported_skills") or [],
-            "hot_skills": self.record.get("hot_skills") or [],
+            # Only the worker's own skills: the SDK withdraws its last hot skill with ["-"].
+            "hot_skills": [s for s in self.record.get("hot_skills") or [] if s in self.skills()],
             "resources": self.record.get("resources"),
             "installed_software": self.record.get("installed_software"),
             "installed_artifacts": self.record.get("installed_artifacts"),

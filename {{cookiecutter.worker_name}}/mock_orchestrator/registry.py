@@ -52,6 +52,8 @@ class WorkerRegistry:
         """Merge a heartbeat body into a live record (top-level update); None if the worker is unknown."""
         worker = self.refresh(worker_id)
         if worker is not None:
+            if update.get("hot_skills") == []:  # 1.0b30 reads an empty list as "unchanged"
+                update = {k: v for k, v in update.items() if k != "hot_skills"}
             worker.record.update(update)
         return worker
 

@@ -17,6 +17,7 @@ from mock_support import (
     SKILL,
     WORKER_ID,
     FakeClock,
+    heartbeat,
     mock_client,
     poll,
     post_json,
@@ -218,6 +219,23 @@ async def test_the_worker_view_shows_everything_the_worker_declared(clock: FakeC
         assert worker["hot_skills"] == [SKILL]
         assert worker["installed_software"] == {"python": "3.12"}
         assert worker["capabilities"]["extra"] == {"zone": "eu"}
+
+
+async def test_hot_skills_follow_heartbeats_like_1_0b30_and_the_sdks_withdrawal_marker(
+    clock: FakeClock,
+) -> None:
+    async def hot_after(hot_skills: list[str]) -> Any:
+        body = {"worker_id": WORKER_ID, "status": "idle", "hot_skills": hot_skills}
+        resp = await heartbeat(client, WORKER_ID, seal(body, clock))
+        assert resp.status == 200, await resp.text()
+        (worker,) = (await (await client.get("/api/v1/workers", headers=CLIENT_HEADERS)).json())["workers"]
+        return worker["hot_skills"]
+
+    async with mock_client(clock) as client:
+        await join(client, clock)
+        assert await hot_after([SKILL]) == [SKILL]
+        assert await hot_after([]) == [SKILL]  # an empty list leaves them unchanged
+        assert await hot_after(["-"]) == []  # what the SDK sends to withdraw its last hot skill
 
 
 async def test_submission_options_are_checked_with_a_fix(clock: FakeClock) -> None:
