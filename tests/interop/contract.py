@@ -13,7 +13,7 @@ import orjson
 import redis
 
 from interop.real import CLIENT_TOKEN
-from interop.scenarios import SCENARIOS, UNKNOWN_JOB, Step
+from interop.scenarios import SCENARIOS, THIS_SKILL, UNKNOWN_JOB, Step
 from interop.targets import SCENARIO_BLUEPRINT, Target
 from interop.wire import WORKER_PREFIX, Reply, WireClient
 
@@ -97,7 +97,8 @@ class ScenarioRun:
             "supported_skills": [skill],
         }
         path = f"{WORKER_PREFIX}/workers/register"
-        return (await self.client.post_signed("POST", path, body | step.args.get("record", {}))).pair()
+        record = named(step.args.get("record", {}), self.skill)
+        return (await self.client.post_signed("POST", path, body | record)).pair()
 
     async def create(self, step: Step) -> Any:
         """Submit a task of the scenario's skill through the target's own API (`options`: 1.0b30 task options)."""
@@ -265,3 +266,12 @@ async def play(
                 )
     finally:
         await run.close()
+
+
+def named(value: Any, skill: str) -> Any:
+    """`value` with every THIS_SKILL (a key or a string) replaced by the scenario's skill name."""
+    if isinstance(value, dict):
+        return {named(k, skill): named(v, skill) for k, v in value.items()}
+    if isinstance(value, list):
+        return [named(v, skill) for v in value]
+    return skill if value == THIS_SKILL else value

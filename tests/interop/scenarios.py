@@ -263,6 +263,8 @@ ITEMS_SCHEMA = {
     "properties": {"items": {"type": "array", "items": {"type": "string"}}},
 }
 VERSION_2 = {"version": "2.0"}
+THIS_SKILL = "<this scenario's skill>"  # in a `record`: replaced by the skill name the scenario registers
+GPU = {"resources": {"devices": [{"type": "gpu"}]}}
 SCENARIOS |= {
     "pinned_skill_version_reaches_the_worker_declaring_it": [
         S("register_declaring", REGISTERED, skill=VERSION_2),
@@ -310,6 +312,36 @@ SCENARIOS |= {
         S("result", error(500, "'NoneType' object has no attribute 'update'"), metadata={"model": "v2"}),
         S("result", ACCEPTED["success"], data={"items_checked": 2}, costs={"cpu_seconds": 1.5}),
         S("outcome", "success"),
+    ],
+    "max_cost_at_or_above_the_workers_cost_is_delivered": [
+        S("register_declaring", REGISTERED, record={"capabilities": {"cost_per_skill": {THIS_SKILL: 1.5}}}),
+        S("create", params=ITEMS, options={"max_cost": 1.5}),
+        S("poll", "task"),
+        S("result", ACCEPTED["success"], data={"items_checked": 2}),
+        S("outcome", "success"),
+    ],
+    "max_cost_below_the_workers_cost_is_never_delivered": [
+        S("register_declaring", REGISTERED, record={"capabilities": {"cost_per_skill": {THIS_SKILL: 5}}}),
+        S("create", params=ITEMS, options={"max_cost": 4.99}),
+        S("outcome", "quarantined"),
+        S("poll", (204, None)),
+    ],
+    "a_gpu_requirement_reaches_a_worker_declaring_a_gpu": [
+        S(
+            "register_declaring",
+            REGISTERED,
+            record={"resources": {"devices": [{"type": "gpu", "model": "A100"}]}},
+        ),
+        S("create", params=ITEMS, options={"resource_requirements": GPU}),
+        S("poll", "task"),
+        S("result", ACCEPTED["success"], data={"items_checked": 2}),
+        S("outcome", "success"),
+    ],
+    "a_gpu_requirement_is_never_delivered_to_a_worker_without_one": [
+        S("register_declaring", REGISTERED),
+        S("create", params=ITEMS, options={"resource_requirements": GPU}),
+        S("outcome", "quarantined"),
+        S("poll", (204, None)),
     ],
     "success_breaking_the_output_schema_is_a_contract_violation": [
         S(

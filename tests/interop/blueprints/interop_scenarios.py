@@ -17,6 +17,8 @@ async def start(initial_data, actions):
         transitions={"success": "finished", "out_of_stock": "out_of_stock"},
         skill_version=initial_data.get("skill_version"),
         skill_type=initial_data.get("skill_type"),
+        max_cost=initial_data.get("max_cost"),
+        resource_requirements=initial_data.get("resource_requirements"),
     )
 
 
