@@ -3,6 +3,7 @@
 `problem(schema, value, what)` returns None when `value` conforms, else one sentence naming the field,
 the value, the rule it breaks and the schema's expectation, e.g.
 "params.items[0]: 5 must be string (schema: {'type': 'string'})".
+fastjsonschema is imported on the first check: a worker without schemas never loads it (idle memory).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import fastjsonschema
 import orjson
 
 Validator = Callable[[Any], Any]
@@ -19,11 +19,15 @@ Validator = Callable[[Any], Any]
 
 @functools.lru_cache(maxsize=256)
 def _compiled(schema_json: bytes) -> Validator:
+    import fastjsonschema
+
     return fastjsonschema.compile(orjson.loads(schema_json))
 
 
 def compile_schema(schema: dict[str, Any]) -> Validator:
     """The compiled validator of `schema` (cached by content); raises SchemaError for a bad schema."""
+    import fastjsonschema
+
     try:
         return _compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     except fastjsonschema.JsonSchemaDefinitionException as exc:
@@ -38,8 +42,11 @@ def problem(schema: dict[str, Any] | None, value: Any, what: str) -> str | None:
     """Why `value` (named `what`, e.g. "params") breaks `schema`, or None when it conforms."""
     if schema is None:
         return None
+    validator = compile_schema(schema)
+    import fastjsonschema  # loaded by compile_schema
+
     try:
-        compile_schema(schema)(value)
+        validator(value)
     except fastjsonschema.JsonSchemaValueException as exc:
         field = (exc.name or "data").replace("data", what, 1)
         definition = exc.definition if isinstance(exc.definition, dict) else {}
