@@ -69,6 +69,16 @@ def _json_problem(payload: dict[str, Any]) -> str | None:
     return None
 
 
+def extras_problem(event_type: Any, priority: Any, metadata: Any) -> str | None:
+    """Why the official SDK's extra `send_event` keywords cannot be sent, or None."""
+    call = f"send_event({event_type!r})"
+    if isinstance(priority, bool) or not isinstance(priority, int | float):
+        return f"{call}: priority={priority!r} must be a number, e.g. priority=1.0"
+    if metadata is not None and (not isinstance(metadata, dict) or _json_problem(metadata) is not None):
+        return f"{call}: metadata={metadata!r} must be a JSON object, e.g. metadata=" + "{'source': 'ocr'}"
+    return None
+
+
 class EventSender:
     """Builds each task's `send_event`: checked, signed by the transport, sent best effort."""
 
@@ -76,15 +86,32 @@ class EventSender:
         self._client = client
         self._worker_id = worker_id
 
-    def for_task(self, job_id: str, task_id: str, skill: Skill | None) -> SendEvent:
-        """The `send_event(event_type, payload)` of one task of `skill`."""
+    def for_task(
+        self, job_id: str, task_id: str, skill: Skill | None, trace_context: dict[str, str] | None = None
+    ) -> SendEvent:
+        """The `send_event(event_type, payload, *, priority=0.0, metadata=None)` of one task of `skill`."""
 
-        async def send_event(event_type: str, payload: dict[str, Any] | None = None) -> None:
+        async def send_event(
+            event_type: str,
+            payload: dict[str, Any] | None = None,
+            *,
+            priority: float = 0.0,
+            metadata: dict[str, Any] | None = None,
+        ) -> None:
             """Send an event about this task; raises ValueError if it breaks the skill's events_schema."""
-            reason = event_problem(skill, event_type, payload)
+            reason = event_problem(skill, event_type, payload) or extras_problem(
+                event_type, priority, metadata
+            )
             if reason is not None:
                 raise ValueError(f"{reason} (the event was not sent)")
-            await self._send(self._event(job_id, task_id, event_type, dict(payload or {})))
+            event = self._event(job_id, task_id, event_type, dict(payload or {}))
+            if priority:
+                event["priority"] = float(priority)
+            if metadata:
+                event["metadata"] = metadata
+            if trace_context:
+                event["trace_context"] = trace_context
+            await self._send(event)
 
         return send_event
 

@@ -204,7 +204,7 @@ class TaskRunner:
             )
             deadline = None
         logger.info("task %r started", task_type)
-        tools = self._tools(job_id, task_id, handler)
+        tools = self._tools(job_id, task_id, handler, task.get("tracing_context"))
         handler_run = asyncio.create_task(execute(handler, task, tools), name=f"handler-{task_id}")
         self._handler_runs[task_id] = handler_run
         self._cancellations.track(task_id, job_id, handler_run)
@@ -234,8 +234,10 @@ class TaskRunner:
 
         return asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), expire)
 
-    def _tools(self, job_id: str, task_id: str, handler: RegisteredHandler) -> TaskTools:
-        send_event = self._events.for_task(job_id, task_id, handler.skill)
+    def _tools(self, job_id: str, task_id: str, handler: RegisteredHandler, trace: Any) -> TaskTools:
+        # Events carry the task's trace context, as the official SDK's do.
+        trace_context = trace if isinstance(trace, dict) and trace else None
+        send_event = self._events.for_task(job_id, task_id, handler.skill, trace_context)
 
         async def send_progress(fraction: float, message: str = "") -> None:
             """Report progress (0.0 to 1.0) to the orchestrator; best effort, network errors are logged."""

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .events import event_problem
+from .events import event_problem, extras_problem
 from .executor import Outcome, TaskTools, check_fraction, execute
 from .typing import CANCELLED
 from .worker import Worker
@@ -66,9 +66,17 @@ class TaskRun:
         if self._on_progress is not None:
             self._on_progress(self)
 
-    async def send_event(self, event_type: str, payload: dict[str, Any] | None = None) -> None:
+    async def send_event(
+        self,
+        event_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: float = 0.0,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Record an event the handler sends (checked against the skill's events_schema as the worker does)."""
-        problem = event_problem(self.worker._handlers[self.task_type].skill, event_type, payload)
+        skill = self.worker._handlers[self.task_type].skill
+        problem = event_problem(skill, event_type, payload) or extras_problem(event_type, priority, metadata)
         if problem is not None:
             raise ValueError(problem)
         self.events.append((event_type, dict(payload or {})))

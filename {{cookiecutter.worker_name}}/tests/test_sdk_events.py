@@ -180,3 +180,38 @@ def test_a_task_without_a_receipt_time_is_stamped_now() -> None:
     assert now - 1 <= received_at({"task_id": "t"}) <= now + 1
     assert received_at({RECEIVED_AT: 1_800_000_000.5}) == 1_800_000_000.5
     assert now - 1 <= received_at({RECEIVED_AT: "yesterday"}) <= now + 1
+
+
+async def test_send_event_takes_the_official_priority_and_metadata_keywords_and_checks_them() -> None:
+    from avtomatika_worker import Worker
+    from avtomatika_worker.testing import TaskRun
+
+    events_worker = Worker("events-test")
+
+    @events_worker.task("notify")
+    async def notify(params: dict[str, Any], send_event: Any) -> dict[str, Any]:
+        await send_event("ready", {"n": 1}, priority=2.0, metadata={"source": "ocr"})
+        if params.get("bad"):
+            await send_event("ready", {}, metadata="not an object")
+        return {"status": "success"}
+
+    run = TaskRun(events_worker, "notify")
+    assert (await run({}))["status"] == "success"
+    assert run.events == [("ready", {"n": 1})]
+    failed = await TaskRun(events_worker, "notify")({"bad": True})
+    assert "metadata='not an object' must be a JSON object" in failed["error"]["message"]
+
+
+async def test_priority_and_metadata_of_an_event_reach_the_orchestrator(stack: Stack, tmp_path: Path) -> None:
+    control, proxy, url = stack
+    worker = make_worker(url, tmp_path)
+
+    @worker.task("notify")
+    async def notify(params: dict[str, Any], send_event: SendEvent) -> dict[str, Any]:
+        await send_event("ready", {"n": 1}, priority=2.0, metadata={"source": "ocr"})
+        return {"status": "success"}
+
+    async with worker:
+        await control.finished(await control.submit("notify", {}))
+    (sent,) = proxy.bodies("POST", "/_worker/events")
+    assert (sent["priority"], sent["metadata"]) == (2.0, {"source": "ocr"})
