@@ -7,7 +7,7 @@ runtime turns into a heartbeat nudge on its event loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 # 1.0b30 reads an empty or missing `hot_skills` as "unchanged" (RedisStorage.update_worker_status), so
 # the last hot skill can only be withdrawn by sending a name no task type uses.
@@ -17,7 +17,9 @@ NONE_HOT = "-"
 class HotSkills:
     """A thread-safe set of hot skill names with a change listener."""
 
-    def __init__(self) -> None:
+    def __init__(self, dependencies: Mapping[str, Iterable[str]] | None = None) -> None:
+        # The official SDK's skill_dependencies: a skill is hot when every item it needs is.
+        self._dependencies = {skill: frozenset(items) for skill, items in (dependencies or {}).items()}
         self._lock = threading.Lock()
         self._names: set[str] = set()
         self._published = False
@@ -55,8 +57,12 @@ class HotSkills:
     def published(self, skills: Iterable[str]) -> list[str] | None:
         """The heartbeat's `hot_skills`: hot names among `skills`; None while nothing was ever hot."""
         with self._lock:
-            hot = sorted(self._names.intersection(skills))
+            hot = sorted(skill for skill in skills if self._is_hot(skill))
             if hot:
                 self._published = True
                 return hot
             return [NONE_HOT] if self._published else None
+
+    def _is_hot(self, skill: str) -> bool:
+        needs = self._dependencies.get(skill)
+        return needs <= self._names if needs else skill in self._names

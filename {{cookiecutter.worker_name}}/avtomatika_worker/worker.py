@@ -8,7 +8,7 @@ import inspect
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from types import SimpleNamespace, TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -33,6 +33,18 @@ def _checked_hook(hook: Hook, kind: str) -> Hook:
             f"{kind} hook {getattr(hook, '__qualname__', hook)!r} must be an `async def` taking no arguments"
         )
     return hook
+
+
+def _checked_dependencies(
+    dependencies: Mapping[str, Sequence[str]] | None,
+) -> Mapping[str, Sequence[str]] | None:
+    for skill, items in (dependencies or {}).items():
+        if isinstance(items, str) or not all(isinstance(i, str) and i for i in items):
+            raise TypeError(
+                f"skill_dependencies[{skill!r}]={items!r} must be a list of item names, "
+                'e.g. skill_dependencies={"summarise": ["llama-3-8b"]}'
+            )
+    return dependencies
 
 
 class CancellationCheck:
@@ -64,7 +76,12 @@ class Worker:
     """An Avtomatika worker: register handlers with `@worker.task(name)`, then call `worker.run()`."""
 
     def __init__(
-        self, worker_type: str, *, config: WorkerConfig | None = None, wiring: Wiring | None = None
+        self,
+        worker_type: str,
+        *,
+        config: WorkerConfig | None = None,
+        wiring: Wiring | None = None,
+        skill_dependencies: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.worker_type = worker_type
         self._config = config
@@ -77,8 +94,9 @@ class Worker:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._started_hooks = 0  # on_shutdown hooks to run at stop (those registered when startup ran)
-        self.hot_skills = HotSkills()
-        """Skills whose model or cache is loaded: the dispatcher prefers this worker for them."""
+        self.hot_skills = HotSkills(_checked_dependencies(skill_dependencies))
+        """Skills whose model or cache is loaded (or, with `skill_dependencies`, whose items all are):
+        the dispatcher prefers this worker for them."""
         self.state = SimpleNamespace()
         """What handlers share (a pool, a client, a model): set in `on_startup`, read as `state` in handlers."""
 

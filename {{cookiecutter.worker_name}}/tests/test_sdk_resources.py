@@ -388,3 +388,23 @@ async def test_handlers_mark_their_skill_hot_and_cold_through_their_keyword_argu
     assert hot_worker.hot_skills.names() == {"load"}
     await TaskRun(hot_worker, "unload")({})
     assert hot_worker.hot_skills.names() == set()
+
+
+def test_with_skill_dependencies_a_skill_is_hot_once_every_item_it_needs_is() -> None:
+    from avtomatika_worker import Worker
+
+    deps_worker = Worker("deps-test", skill_dependencies={"summarise": ["llama", "tokenizer"]})
+    hot = deps_worker.hot_skills
+    deps_worker.add_to_hot_skills("llama")
+    assert hot.published(["summarise", "translate"]) is None  # nothing hot yet
+    deps_worker.add_to_hot_skills("tokenizer")
+    assert hot.published(["summarise", "translate"]) == ["summarise"]
+    deps_worker.add_to_hot_skills("translate")  # a skill without dependencies is hot by its own name
+    assert hot.published(["summarise", "translate"]) == ["summarise", "translate"]
+
+
+def test_skill_dependencies_must_list_item_names() -> None:
+    from avtomatika_worker import Worker
+
+    with pytest.raises(TypeError, match=r"skill_dependencies\['summarise'\]='llama' must be a list"):
+        Worker("deps-test", skill_dependencies={"summarise": "llama"})  # type: ignore[dict-item]
