@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from dataclasses import replace
 from types import SimpleNamespace, TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -82,8 +83,20 @@ class Worker:
         config: WorkerConfig | None = None,
         wiring: Wiring | None = None,
         skill_dependencies: Mapping[str, Sequence[str]] | None = None,
+        max_concurrent_tasks: int | None = None,
     ) -> None:
         self.worker_type = worker_type
+        if max_concurrent_tasks is not None and (
+            isinstance(max_concurrent_tasks, bool)
+            or not isinstance(max_concurrent_tasks, int)
+            or max_concurrent_tasks < 1
+        ):
+            raise ValueError(
+                f"max_concurrent_tasks={max_concurrent_tasks!r} must be a whole number of at least 1, e.g. 4"
+            )
+        self._max_concurrent_tasks = (
+            max_concurrent_tasks  # the official SDK's keyword: wins over the environment
+        )
         self._config = config
         self._wiring = wiring or Wiring()
         self._cancellations = Cancellations(lambda: self.config, self._wiring.redis, sleep=self._wiring.sleep)
@@ -105,6 +118,8 @@ class Worker:
         """The active configuration (read from the environment on first use)."""
         if self._config is None:
             self._config = WorkerConfig.from_env(self.worker_type)
+            if self._max_concurrent_tasks is not None:
+                self._config = replace(self._config, max_concurrent_tasks=self._max_concurrent_tasks)
         return self._config
 
     @property

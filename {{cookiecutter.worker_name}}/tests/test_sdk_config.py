@@ -274,3 +274,14 @@ def test_a_bad_value_under_the_official_name_is_reported_under_that_name() -> No
     with pytest.raises(ConfigError) as info:
         config_with(MAX_CONCURRENT_TASKS="many")
     assert str(info.value).startswith("MAX_CONCURRENT_TASKS='many' is invalid")
+
+
+def test_the_official_max_concurrent_tasks_keyword_wins_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in dict(REQUIRED, WORKER_MAX_CONCURRENT_TASKS="2").items():
+        monkeypatch.setenv(name, value)
+    assert Worker("inventory-checker", max_concurrent_tasks=6).config.max_concurrent_tasks == 6
+    assert Worker("inventory-checker").config.max_concurrent_tasks == 2
+    with pytest.raises(ValueError, match="max_concurrent_tasks=0 must be a whole number of at least 1"):
+        Worker("inventory-checker", max_concurrent_tasks=0)
