@@ -150,6 +150,7 @@ _RULES: dict[str, _Rule] = {
     "WORKER_SPOOL_DIR": _Rule("must be a directory path", "/var/lib/worker/spool"),
     "WORKER_LOG_FORMAT": _Rule("must be one of " + "/".join(LOG_FORMATS), "json"),
     "WORKER_HEALTH_FILE": _Rule("must be a file path", "/tmp/avtomatika-worker.health"),
+    "WORKER_PORT": _Rule("must be a TCP port from 1 to 65535", "8083"),
     "WORKER_CANCEL_CHECK_INTERVAL": _Rule("must be a number of seconds > 0", "0.5"),
     "ORCHESTRATOR_SECRET_KEY": _Rule(
         "must be the orchestrator's ORCHESTRATOR_SECRET_KEY, without whitespace", "your-orchestrator-secret"
@@ -223,6 +224,13 @@ def _read_required(env: Mapping[str, str], name: str, parse: Callable[[str], str
         raise _invalid(source, raw, rule.rule, rule.example, secret=name in _SECRETS) from None
 
 
+def _parse_port(value: str) -> int:
+    port = int(value.strip())
+    if not 1 <= port <= 65535:
+        raise ValueError(value)
+    return port
+
+
 def _parse_token(value: str) -> str:
     if any(ch.isspace() for ch in value):
         raise ValueError("token contains whitespace")
@@ -248,6 +256,7 @@ class WorkerConfig:
     spool_dir: str = ""
     log_format: str = "text"
     health_file: str = ""
+    health_port: int | None = None  # WORKER_PORT: serve GET /health over HTTP (off when unset)
     cancel_check_interval: float = 0.5
     orchestrator_secret_key: str | None = field(default=None, repr=False)
     rate_limits: RateLimits = field(default_factory=RateLimits)
@@ -283,6 +292,7 @@ class WorkerConfig:
             spool_dir=_read(env, "WORKER_SPOOL_DIR", _parse_path, ""),
             log_format=_read(env, "WORKER_LOG_FORMAT", _parse_log_format, "text"),
             health_file=_read(env, "WORKER_HEALTH_FILE", _parse_path, ""),
+            health_port=_read(env, "WORKER_PORT", _parse_port, None),
             cancel_check_interval=_read(env, "WORKER_CANCEL_CHECK_INTERVAL", _parse_positive_float, 0.5),
             orchestrator_secret_key=_read(env, "ORCHESTRATOR_SECRET_KEY", _parse_token, None),
             rate_limits=_read(env, "WORKER_RATE_LIMITS", RateLimits.parse, RateLimits()),

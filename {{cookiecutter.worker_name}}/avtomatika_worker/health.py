@@ -11,35 +11,13 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from .config import WorkerConfig, load_env_file
 from .errors import ConfigError
-from .liveness import OK, read_liveness
+from .liveness import check, max_age
 
 # Placeholders for the two required variables: the check needs neither, but WorkerConfig does.
 _PLACEHOLDERS = {"ORCHESTRATOR_URL": "http://localhost", "WORKER_TOKEN": "unused-by-health-check"}
-
-
-def max_age(config: WorkerConfig) -> float:
-    """How old the file may be before the worker counts as stuck."""
-    return 3 * config.heartbeat_interval + config.poll_timeout
-
-
-def check(path: Path, oldest: float, now: float) -> str | None:
-    """Return why the worker is unhealthy, or None when it is healthy."""
-    try:
-        data = read_liveness(path)
-    except FileNotFoundError:
-        return f"no liveness file at {path} (the worker has not reached the orchestrator yet, or stopped)"
-    except (OSError, ValueError) as exc:
-        return f"cannot read the liveness file {path}: {exc}"
-    age = now - float(data["updated"])
-    if data.get("status") != OK:
-        return f"the worker reports {data.get('status')!r}: it cannot reach the orchestrator"
-    if age > oldest:
-        return f"the liveness file is {age:.0f} s old (limit {oldest:.0f} s): the worker looks stuck"
-    return None
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:

@@ -15,9 +15,12 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from .config import WorkerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -149,3 +152,24 @@ def read_liveness(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("updated"), int | float):
         raise ValueError(f"{path} is not a liveness file (expected JSON with 'status' and 'updated')")  # noqa: TRY004
     return data
+
+
+def max_age(config: WorkerConfig) -> float:
+    """How old the file may be before the worker counts as stuck."""
+    return 3 * config.heartbeat_interval + config.poll_timeout
+
+
+def check(path: Path, oldest: float, now: float) -> str | None:
+    """Return why the worker is unhealthy, or None when it is healthy."""
+    try:
+        data = read_liveness(path)
+    except FileNotFoundError:
+        return f"no liveness file at {path} (the worker has not reached the orchestrator yet, or stopped)"
+    except (OSError, ValueError) as exc:
+        return f"cannot read the liveness file {path}: {exc}"
+    age = now - float(data["updated"])
+    if data.get("status") != OK:
+        return f"the worker reports {data.get('status')!r}: it cannot reach the orchestrator"
+    if age > oldest:
+        return f"the liveness file is {age:.0f} s old (limit {oldest:.0f} s): the worker looks stuck"
+    return None

@@ -17,12 +17,13 @@ from typing import Any
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .detect import Detected, detect
-from .errors import OrchestratorRejectedError, RegistrationError
+from .errors import OrchestratorRejectedError, RegistrationError, StartupError
 from .handlers import RegisteredHandler, Skill
 from .handover import Handover
+from .health_server import HealthServer
 from .heartbeat import Heartbeater
 from .hot_skills import HotSkills
-from .liveness import LivenessFile
+from .liveness import LivenessFile, max_age
 from .peers import PeerView, idle_peers
 from .poller import Poller
 from .ratelimit import RESULT, RateBudget
@@ -65,6 +66,7 @@ class Runtime:
         self._on_crash = on_crash
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._draining = False
+        self._health_server: HealthServer | None = None
         self.force_stop = asyncio.Event()
         self.handover = Handover(config.spool_path, config.worker_id)
         self.liveness = LivenessFile(config.health_path, config.worker_id, 2 * config.heartbeat_interval)
@@ -120,6 +122,7 @@ class Runtime:
             loop.call_soon_threadsafe(self.heartbeater.nudge)
 
         self.hot_skills.listen(publish_hot_skills)
+        await self._serve_health()
         self._watch("resume", self._resume(self.handover.take_tasks()))
         logger.info(
             "worker %s (%s) connecting to %s with skills %s",
@@ -214,6 +217,23 @@ class Runtime:
         self.handover.save_rate_limits(self.client.budget.snapshot(time.time()))
         await self.client.close()
         self.liveness.remove()
+        if self._health_server is not None:
+            await self._health_server.stop()
+
+    async def _serve_health(self) -> None:
+        """Serve GET /health on WORKER_PORT when it is set (health_server.py)."""
+        port = self.config.health_port
+        if port is None:
+            return
+        server = HealthServer(port, self.config.health_path, max_age(self.config))
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"WORKER_PORT={port}: cannot serve the health endpoint ({exc}); pick a free port"
+            ) from exc
+        self._health_server = server
+        logger.info("health endpoint: http://0.0.0.0:%d/health", port)
 
     async def _cancel_loop(self, name: str) -> None:
         loop = self._loops.pop(name, None)

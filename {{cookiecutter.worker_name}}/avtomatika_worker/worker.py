@@ -25,6 +25,7 @@ from .wiring import Wiring
 logger = logging.getLogger(__name__)
 
 H = TypeVar("H", bound=Handler)
+OFFICIAL_HEALTH_PORT = 8083  # the official SDK's WORKER_PORT default, for run_with_health_check()
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -94,6 +95,7 @@ class Worker:
             raise ValueError(
                 f"max_concurrent_tasks={max_concurrent_tasks!r} must be a whole number of at least 1, e.g. 4"
             )
+        self._default_health_port: int | None = None  # run_with_health_check()
         self._max_concurrent_tasks = (
             max_concurrent_tasks  # the official SDK's keyword: wins over the environment
         )
@@ -120,6 +122,8 @@ class Worker:
             self._config = WorkerConfig.from_env(self.worker_type)
             if self._max_concurrent_tasks is not None:
                 self._config = replace(self._config, max_concurrent_tasks=self._max_concurrent_tasks)
+            if self._config.health_port is None and self._default_health_port is not None:
+                self._config = replace(self._config, health_port=self._default_health_port)
         return self._config
 
     @property
@@ -272,6 +276,12 @@ class Worker:
         code = asyncio.run(self._serve())
         if code:
             raise SystemExit(code)
+
+    def run_with_health_check(self) -> None:
+        """The official SDK's name: `run()` serving `GET /health` on WORKER_PORT (8083 when unset)."""
+        load_env_file()
+        self._default_health_port = OFFICIAL_HEALTH_PORT
+        self.run()
 
     def _on_signal(self, stop_requested: asyncio.Event) -> None:
         if not stop_requested.is_set():

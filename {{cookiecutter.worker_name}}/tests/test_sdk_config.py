@@ -285,3 +285,17 @@ def test_the_official_max_concurrent_tasks_keyword_wins_over_the_environment(
     assert Worker("inventory-checker").config.max_concurrent_tasks == 2
     with pytest.raises(ValueError, match="max_concurrent_tasks=0 must be a whole number of at least 1"):
         Worker("inventory-checker", max_concurrent_tasks=0)
+
+
+def test_run_with_health_check_serves_health_on_worker_port_or_the_official_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    ports: list[int | None] = []
+    monkeypatch.setattr(Worker, "run", lambda self: ports.append(self.config.health_port))
+    Worker("inventory-checker").run_with_health_check()
+    monkeypatch.setenv("WORKER_PORT", "9000")
+    Worker("inventory-checker").run_with_health_check()
+    Worker("inventory-checker").run()
+    assert ports == [8083, 9000, 9000]

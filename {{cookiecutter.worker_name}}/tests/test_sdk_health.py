@@ -162,3 +162,46 @@ def test_cli_exit_codes(tmp_path: Path, status: str, age: float, code: int) -> N
     assert "Traceback" not in done.stderr
     assert "RuntimeWarning" not in done.stderr
     assert (done.stderr == "") is (code == 0)
+
+
+async def test_the_http_health_endpoint_gives_the_liveness_files_verdict(tmp_path: Path) -> None:
+    import aiohttp
+
+    from avtomatika_worker.health_server import HealthServer
+
+    from services import free_port
+
+    path, port = tmp_path / "health.json", free_port()
+    server = HealthServer(port, path, max_age=60, host="127.0.0.1")
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/health") as resp:
+                assert resp.status == 503
+                assert "no liveness file" in (await resp.json())["problem"]
+            write(path, "ok", time.time())
+            async with session.get(f"http://127.0.0.1:{port}/health") as resp:
+                assert (resp.status, await resp.json()) == (200, {"status": "ok"})
+            write(path, "unreachable", time.time())
+            async with session.get(f"http://127.0.0.1:{port}/health") as resp:
+                assert resp.status == 503
+    finally:
+        await server.stop()
+
+
+async def test_a_taken_worker_port_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from avtomatika_worker import StartupError, Worker, WorkerConfig
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"ORCHESTRATOR_URL": "http://127.0.0.1:9", "WORKER_TOKEN": "t", "WORKER_PORT": str(port)}
+        env["WORKER_SPOOL_DIR"] = str(tmp_path / "spool")
+        env["WORKER_HEALTH_FILE"] = str(tmp_path / "health.json")
+        worker = Worker("port-test", config=WorkerConfig.from_env("port-test", env))
+        with pytest.raises(StartupError, match=f"WORKER_PORT={port}: cannot serve the health endpoint"):
+            await worker.start()
+        await worker.stop()
