@@ -31,6 +31,12 @@ ALL_VARS = (
     "WORKER_HEALTH_FILE",
     "WORKER_CANCEL_CHECK_INTERVAL",
     "ORCHESTRATOR_SECRET_KEY",
+    "WORKER_PORT",
+    # The official SDK's names for the same settings.
+    "MAX_CONCURRENT_TASKS",
+    "HEARTBEAT_INTERVAL",
+    "LOG_FORMAT",
+    "WORKER_INDIVIDUAL_TOKEN",
 )
 
 
