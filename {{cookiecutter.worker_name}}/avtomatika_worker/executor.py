@@ -23,10 +23,11 @@ Result rules (documented for users in the generated README):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,7 +42,11 @@ from .typing import CANCELLED, FAILURE, INVALID_INPUT_ERROR, PERMANENT_ERROR, SU
 logger = logging.getLogger(__name__)
 
 SendProgress = Callable[..., Coroutine[Any, Any, None]]  # (fraction: float, message: str = "") -> None
-SendEvent = Callable[..., Coroutine[Any, Any, None]]  # (event_type: str, payload: dict | None = None) -> None
+SendEvent = Callable[..., Coroutine[Any, Any, None]]
+# `async def middleware(context, call_next)`: context has task_id, job_id, skill_name, params, handler_kwargs.
+Middleware = Callable[
+    [dict[str, Any], Callable[[], Awaitable[Any]]], Awaitable[Any]
+]  # (event_type: str, payload: dict | None = None) -> None
 _EXPECTED_SHAPE = "{'status': 'success', 'data': {...} }"
 
 
@@ -118,6 +123,7 @@ class TaskTools:
     run_sync: RunSync | None = None
     add_to_hot_skills: Callable[[str], None] = _no_hot_skill
     remove_from_hot_skills: Callable[[str], None] = _no_hot_skill
+    middlewares: tuple[Middleware, ...] = ()
 
 
 NO_TOOLS = TaskTools()
@@ -143,6 +149,30 @@ def _task_values(handler: RegisteredHandler, task: dict[str, Any], tools: TaskTo
     return values
 
 
+async def _through_middlewares(
+    handler: RegisteredHandler, task: dict[str, Any], params: Any, kwargs: dict[str, Any], tools: TaskTools
+) -> Any:
+    """Call the handler inside the middlewares (the official SDK's `add_middleware` chain), outermost first."""
+    if not tools.middlewares:
+        return await handler.call(params, kwargs, tools.run_sync)
+    # Middlewares see and may change the params and the keyword arguments before the handler gets them.
+    context = {
+        "task_id": task.get("task_id"),
+        "job_id": task.get("job_id"),
+        "skill_name": handler.name,
+        "params": params,
+        "handler_kwargs": kwargs,
+    }
+
+    async def innermost() -> Any:
+        return await handler.call(context["params"], context["handler_kwargs"], tools.run_sync)
+
+    call: Callable[[], Awaitable[Any]] = innermost
+    for middleware in reversed(tools.middlewares):
+        call = functools.partial(middleware, context, call)
+    return await call()
+
+
 async def execute(handler: RegisteredHandler, task: dict[str, Any], tools: TaskTools = NO_TOOLS) -> Outcome:
     """Run the handler for one task and normalise its result; never raises except on cancellation."""
     params = task.get("params", {})
@@ -157,7 +187,7 @@ async def execute(handler: RegisteredHandler, task: dict[str, Any], tools: TaskT
         return failure(INVALID_INPUT_ERROR, str(exc))
     started = time.perf_counter()
     try:
-        value = await handler.call(params, _task_values(handler, task, tools), tools.run_sync)
+        value = await _through_middlewares(handler, task, params, _task_values(handler, task, tools), tools)
     except TaskFailure as exc:
         logger.warning("handler %r failed with %s: %s", handler.name, exc.code, exc.message)
         outcome = failure(exc.code, exc.message or type(exc).__name__, exc.details)

@@ -26,7 +26,7 @@ from ._logging import task_context
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .events import EventSender
-from .executor import Outcome, TaskTools, check_fraction, execute, failure, task_deadline
+from .executor import Middleware, Outcome, TaskTools, check_fraction, execute, failure, task_deadline
 from .handlers import RegisteredHandler
 from .hot_skills import HotSkills
 from .results import ResultSender
@@ -64,8 +64,10 @@ class TaskRunner:
         slots: asyncio.Semaphore,
         state: Any = None,
         hot_skills: HotSkills | None = None,
+        middlewares: tuple[Middleware, ...] = (),
     ) -> None:
         self._config = config
+        self._middlewares = middlewares
         self._state = state
         self._hot_skills = hot_skills if hot_skills is not None else HotSkills()
         self._pool: ThreadPoolExecutor | None = None
@@ -245,7 +247,9 @@ class TaskRunner:
             await send_event(PROGRESS_EVENT, {"progress": fraction, "message": str(message)})
 
         hot = self._hot_skills
-        return TaskTools(send_progress, send_event, self._state, self._run_sync, hot.add, hot.remove)
+        return TaskTools(
+            send_progress, send_event, self._state, self._run_sync, hot.add, hot.remove, self._middlewares
+        )
 
     async def _run_sync(self, call: Callable[[], Any]) -> Any:
         """Run a sync handler in the pool, sized like the concurrency (never on the event loop)."""

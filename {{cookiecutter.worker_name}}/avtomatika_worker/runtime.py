@@ -18,6 +18,7 @@ from .cancellation import Cancellations
 from .config import WorkerConfig
 from .detect import Detected, detect
 from .errors import OrchestratorRejectedError, RegistrationError, StartupError
+from .executor import Middleware
 from .handlers import RegisteredHandler, Skill
 from .handover import Handover
 from .health_server import HealthServer
@@ -54,6 +55,7 @@ class Runtime:
         state: Any = None,
         hot_skills: HotSkills | None = None,
         detect_machine: Callable[[], Detected] = detect,
+        middlewares: tuple[Middleware, ...] = (),
     ) -> None:
         self.config = config
         self.hot_skills = hot_skills if hot_skills is not None else HotSkills()
@@ -91,8 +93,9 @@ class Runtime:
         )
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self.runner = TaskRunner(
-            config, handlers, self.client, cancellations, self.results, self._slots, state, self.hot_skills
-        )
+            config, handlers, self.client, cancellations, self.results, self._slots, state, self.hot_skills,
+            middlewares,
+        )  # fmt: skip
         self.poller = Poller(
             self.client, self._slots, self.runner.spawn, wiring.backoff, self.heartbeater.wake,
             secret=config.orchestrator_secret_key, refuse=self.runner.refuse, on_task=self.heartbeater.nudge,

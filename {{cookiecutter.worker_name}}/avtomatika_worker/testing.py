@@ -97,8 +97,9 @@ class TaskRun:
         cancellations = self.worker._cancellations
         with cancellations.offline():
             hot = self.worker.hot_skills
+            middlewares = tuple(self.worker._middlewares)
             tools = TaskTools(
-                self.send_progress, self.send_event, self.worker.state, None, hot.add, hot.remove
+                self.send_progress, self.send_event, self.worker.state, None, hot.add, hot.remove, middlewares
             )
             run = asyncio.create_task(execute(self.worker._handlers[self.task_type], task, tools))
             cancellations.track(self.task_id, self.job_id, run)

@@ -17,6 +17,7 @@ from ._logging import configure_logging
 from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
 from .errors import ConfigError, StartupError
+from .executor import Middleware
 from .handlers import Handler, RegisteredHandler, Skill
 from .hot_skills import HotSkills
 from .runtime import Runtime
@@ -109,6 +110,7 @@ class Worker:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._started_hooks = 0  # on_shutdown hooks to run at stop (those registered when startup ran)
+        self._middlewares: list[Middleware] = []
         self.hot_skills = HotSkills(_checked_dependencies(skill_dependencies))
         """Skills whose model or cache is loaded (or, with `skill_dependencies`, whose items all are):
         the dispatcher prefers this worker for them."""
@@ -179,6 +181,17 @@ class Worker:
         """Mark skill `name` as no longer hot (unloaded); thread-safe."""
         self.hot_skills.remove(name)
 
+    def add_middleware(self, middleware: Middleware) -> Middleware:
+        """Run `async def middleware(context, call_next)` around every handler (the official SDK's API);
+        `context` has task_id, job_id, skill_name, params and handler_kwargs, which it may change."""
+        if not inspect.iscoroutinefunction(middleware):
+            raise TypeError(
+                f"middleware {getattr(middleware, '__qualname__', middleware)!r} must be an "
+                "`async def middleware(context, call_next)` that returns `await call_next()`"
+            )
+        self._middlewares.append(middleware)
+        return middleware
+
     def check_for_cancellation(self, task_id: str) -> CancellationCheck:
         """Whether the orchestrator has cancelled `task_id` (Redis flag, WebSocket, heartbeat reply):
         `await` it in async code; in a sync handler (a thread) use it as a bool."""
@@ -204,6 +217,7 @@ class Worker:
             self._crashed.set,
             self.state,
             self.hot_skills,
+            middlewares=tuple(self._middlewares),
         )
         await self._runtime.start()
 

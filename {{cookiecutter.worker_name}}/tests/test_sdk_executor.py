@@ -264,3 +264,40 @@ async def test_non_object_params_are_an_invalid_input_failure() -> None:
 def test_a_handler_that_is_not_callable_is_rejected_at_registration() -> None:
     with pytest.raises(TypeError, match="must be a function, got dict"):
         RegisteredHandler.wrap("check", {})  # type: ignore[arg-type]
+
+
+async def test_middlewares_wrap_every_handler_outermost_first_and_may_change_its_input() -> None:
+    from avtomatika_worker import Worker
+    from avtomatika_worker.testing import TaskRun
+
+    mw_worker = Worker("middleware-test")
+    calls: list[str] = []
+
+    @mw_worker.add_middleware
+    async def timing(context: dict[str, Any], call_next: Any) -> Any:
+        calls.append(f"outer {context['skill_name']} {context['job_id']}")
+        result = await call_next()
+        calls.append("outer done")
+        return result
+
+    @mw_worker.add_middleware
+    async def tenant(context: dict[str, Any], call_next: Any) -> Any:
+        calls.append("inner")
+        context["params"] = {**context["params"], "tenant": "acme"}
+        return await call_next()
+
+    @mw_worker.task("echo")
+    def echo(params: dict[str, Any]) -> dict[str, Any]:  # a sync handler, in a thread
+        calls.append("handler")
+        return {"status": "success", "data": dict(params)}
+
+    result = await TaskRun(mw_worker, "echo", job_id="job-9")({"n": 1})
+    assert result["data"] == {"n": 1, "tenant": "acme"}
+    assert calls == ["outer echo job-9", "inner", "handler", "outer done"]
+
+
+def test_a_middleware_must_be_an_async_function() -> None:
+    from avtomatika_worker import Worker
+
+    with pytest.raises(TypeError, match="must be an `async def middleware"):
+        Worker("middleware-test").add_middleware(lambda context, call_next: call_next())  # type: ignore[arg-type,return-value]
