@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .blueprints import SkillBlueprint
 from .config import WorkerConfig
 from .errors import (
     ConfigError,
@@ -32,6 +33,7 @@ __all__ = [
     "PermanentError",
     "ProtocolError",
     "RegistrationError",
+    "SkillBlueprint",
     "StartupError",
     "TaskFailure",
     "TransientError",

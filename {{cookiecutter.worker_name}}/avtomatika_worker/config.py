@@ -151,6 +151,7 @@ _RULES: dict[str, _Rule] = {
     "WORKER_LOG_FORMAT": _Rule("must be one of " + "/".join(LOG_FORMATS), "json"),
     "WORKER_HEALTH_FILE": _Rule("must be a file path", "/tmp/avtomatika-worker.health"),
     "WORKER_PORT": _Rule("must be a TCP port from 1 to 65535", "8083"),
+    "WORKER_SKILLS_DIR": _Rule("must be a directory path", "skills"),
     "WORKER_CANCEL_CHECK_INTERVAL": _Rule("must be a number of seconds > 0", "0.5"),
     "ORCHESTRATOR_SECRET_KEY": _Rule(
         "must be the orchestrator's ORCHESTRATOR_SECRET_KEY, without whitespace", "your-orchestrator-secret"
@@ -257,6 +258,7 @@ class WorkerConfig:
     log_format: str = "text"
     health_file: str = ""
     health_port: int | None = None  # WORKER_PORT: serve GET /health over HTTP (off when unset)
+    skills_dir: str = "skills"  # WORKER_SKILLS_DIR: SkillBlueprint modules loaded at start, when it exists
     cancel_check_interval: float = 0.5
     orchestrator_secret_key: str | None = field(default=None, repr=False)
     rate_limits: RateLimits = field(default_factory=RateLimits)
@@ -266,6 +268,11 @@ class WorkerConfig:
     def spool_path(self) -> Path:
         """The directory of the durable result spool."""
         return Path(self.spool_dir or default_spool_dir(self.worker_id))
+
+    @property
+    def skills_path(self) -> Path:
+        """The skills directory (relative to the working directory unless absolute)."""
+        return Path(self.skills_dir)
 
     @property
     def health_path(self) -> Path:
@@ -293,6 +300,7 @@ class WorkerConfig:
             log_format=_read(env, "WORKER_LOG_FORMAT", _parse_log_format, "text"),
             health_file=_read(env, "WORKER_HEALTH_FILE", _parse_path, ""),
             health_port=_read(env, "WORKER_PORT", _parse_port, None),
+            skills_dir=_read(env, "WORKER_SKILLS_DIR", _parse_path, "skills"),
             cancel_check_interval=_read(env, "WORKER_CANCEL_CHECK_INTERVAL", _parse_positive_float, 0.5),
             orchestrator_secret_key=_read(env, "ORCHESTRATOR_SECRET_KEY", _parse_token, None),
             rate_limits=_read(env, "WORKER_RATE_LIMITS", RateLimits.parse, RateLimits()),

@@ -14,6 +14,7 @@ from types import SimpleNamespace, TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from ._logging import configure_logging
+from .blueprints import SkillBlueprint, load_skills_dir
 from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
 from .errors import ConfigError, StartupError
@@ -111,6 +112,7 @@ class Worker:
         self._shutdown: list[Hook] = []
         self._started_hooks = 0  # on_shutdown hooks to run at stop (those registered when startup ran)
         self._middlewares: list[Middleware] = []
+        self._skills_loaded = False  # WORKER_SKILLS_DIR, once per Worker
         self.hot_skills = HotSkills(_checked_dependencies(skill_dependencies))
         """Skills whose model or cache is loaded (or, with `skill_dependencies`, whose items all are):
         the dispatcher prefers this worker for them."""
@@ -181,6 +183,11 @@ class Worker:
         """Mark skill `name` as no longer hot (unloaded); thread-safe."""
         self.hot_skills.remove(name)
 
+    def include_blueprint(self, blueprint: SkillBlueprint) -> None:
+        """Register the handlers of a `SkillBlueprint` (the official SDK's API)."""
+        for name, func, keywords in blueprint.skills:
+            self.task(name, **keywords)(func)
+
     def add_middleware(self, middleware: Middleware) -> Middleware:
         """Run `async def middleware(context, call_next)` around every handler (the official SDK's API);
         `context` has task_id, job_id, skill_name, params and handler_kwargs, which it may change."""
@@ -207,6 +214,9 @@ class Worker:
             logger.warning("no task handlers registered: this worker will never receive tasks")
         self._crashed.clear()
         self._loop = asyncio.get_running_loop()
+        if not self._skills_loaded and self.config.skills_path.is_dir():
+            load_skills_dir(self, self.config.skills_path)
+        self._skills_loaded = True
         await self._run_startup_hooks()
         self._runtime = Runtime(
             self.config,

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -604,3 +605,52 @@ def test_a_bad_skill_description_fails_at_decoration_naming_the_handler_and_the_
 
     assert "@worker.task('resize') on " in str(caught.value) and "resize'" in str(caught.value)
     assert message in str(caught.value)
+
+
+SKILLS_MODULE = '''
+from avtomatika_worker import SkillBlueprint
+
+bp = SkillBlueprint()
+
+
+@bp.skill(version="1.0")
+async def shout(params):
+    """Upper-case params["text"]."""
+    return {"data": {"text": params["text"].upper()}}
+
+
+def setup(worker):
+    @worker.task("whisper")
+    async def whisper(params):
+        return {"data": {"text": params["text"].lower()}}
+'''
+
+
+async def test_skills_in_worker_skills_dir_are_loaded_at_start_and_registered(
+    fake: tuple[FakeOrchestrator, str], tmp_path: Path
+) -> None:
+    orchestrator, url = fake
+    (tmp_path / "skills").mkdir()
+    (tmp_path / "skills" / "text.py").write_text(SKILLS_MODULE)
+    (tmp_path / "skills" / "_private.py").write_text("raise RuntimeError('never imported')")
+    worker = make_worker(url, skills_dir=str(tmp_path / "skills"))
+    async with worker:
+        pass
+    published = {
+        s["name"]: s for s in orchestrator.bodies("POST", "/workers/register")[0]["supported_skills"]
+    }
+    assert published["shout"]["version"] == "1.0"
+    assert published["shout"]["description"] == 'Upper-case params["text"].'
+    assert "whisper" in published
+
+
+async def test_a_broken_skills_module_stops_the_start_naming_the_file(
+    fake: tuple[FakeOrchestrator, str], tmp_path: Path
+) -> None:
+    orchestrator, url = fake
+    (tmp_path / "broken.py").write_text("import not_a_module_anywhere\n")
+    worker = make_worker(url, skills_dir=str(tmp_path))
+    with pytest.raises(StartupError, match=r"skills module .*broken.py failed to load: ModuleNotFoundError"):
+        async with worker:
+            pass
+    assert orchestrator.requests == []
