@@ -32,6 +32,7 @@ ALL_VARS = (
     "WORKER_CANCEL_CHECK_INTERVAL",
     "ORCHESTRATOR_SECRET_KEY",
     "WORKER_PORT",
+    "WORKER_SKILLS_DIR",
     # The official SDK's names for the same settings.
     "MAX_CONCURRENT_TASKS",
     "HEARTBEAT_INTERVAL",
