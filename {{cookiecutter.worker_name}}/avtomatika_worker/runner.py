@@ -65,8 +65,12 @@ class TaskRunner:
         state: Any = None,
         hot_skills: HotSkills | None = None,
         middlewares: tuple[Middleware, ...] = (),
+        type_limits: Mapping[str, int] | None = None,
     ) -> None:
         self._config = config
+        # The official SDK's skill_type_limits: at most N handlers of a skill type at once. A task over
+        # the limit waits here for its turn (the worker stays `idle`: 1.0b30 quarantines jobs otherwise).
+        self._type_slots = {kind: asyncio.Semaphore(n) for kind, n in (type_limits or {}).items()}
         self._middlewares = middlewares
         self._state = state
         self._hot_skills = hot_skills if hot_skills is not None else HotSkills()
@@ -207,7 +211,7 @@ class TaskRunner:
             deadline = None
         logger.info("task %r started", task_type)
         tools = self._tools(job_id, task_id, handler, task.get("tracing_context"))
-        handler_run = asyncio.create_task(execute(handler, task, tools), name=f"handler-{task_id}")
+        handler_run = asyncio.create_task(self._execute(handler, task, tools), name=f"handler-{task_id}")
         self._handler_runs[task_id] = handler_run
         self._cancellations.track(task_id, job_id, handler_run)
         # Past its deadline the orchestrator ignores the result anyway: stop the handler then.
@@ -235,6 +239,14 @@ class TaskRunner:
             handler_run.cancel()
 
         return asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), expire)
+
+    async def _execute(self, handler: RegisteredHandler, task: dict[str, Any], tools: TaskTools) -> Outcome:
+        skill_type = (handler.skill.type if handler.skill else None) or handler.name
+        slot = self._type_slots.get(skill_type)
+        if slot is None:
+            return await execute(handler, task, tools)
+        async with slot:
+            return await execute(handler, task, tools)
 
     def _tools(self, job_id: str, task_id: str, handler: RegisteredHandler, trace: Any) -> TaskTools:
         # Events carry the task's trace context, as the official SDK's do.

@@ -56,6 +56,7 @@ class Runtime:
         hot_skills: HotSkills | None = None,
         detect_machine: Callable[[], Detected] = detect,
         middlewares: tuple[Middleware, ...] = (),
+        type_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
         self.hot_skills = hot_skills if hot_skills is not None else HotSkills()
@@ -94,7 +95,7 @@ class Runtime:
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self.runner = TaskRunner(
             config, handlers, self.client, cancellations, self.results, self._slots, state, self.hot_skills,
-            middlewares,
+            middlewares, type_limits,
         )  # fmt: skip
         self.poller = Poller(
             self.client, self._slots, self.runner.spawn, wiring.backoff, self.heartbeater.wake,

@@ -39,6 +39,16 @@ def _checked_hook(hook: Hook, kind: str) -> Hook:
     return hook
 
 
+def _checked_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
+    for kind, limit in (limits or {}).items():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(
+                f"skill_type_limits[{kind!r}]={limit!r} must be a whole number of at least 1, "
+                'e.g. skill_type_limits={"gpu": 1}'
+            )
+    return dict(limits or {})
+
+
 def _checked_dependencies(
     dependencies: Mapping[str, Sequence[str]] | None,
 ) -> Mapping[str, Sequence[str]] | None:
@@ -87,6 +97,7 @@ class Worker:
         wiring: Wiring | None = None,
         skill_dependencies: Mapping[str, Sequence[str]] | None = None,
         max_concurrent_tasks: int | None = None,
+        skill_type_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.worker_type = worker_type
         if max_concurrent_tasks is not None and (
@@ -112,6 +123,7 @@ class Worker:
         self._shutdown: list[Hook] = []
         self._started_hooks = 0  # on_shutdown hooks to run at stop (those registered when startup ran)
         self._middlewares: list[Middleware] = []
+        self._type_limits = _checked_limits(skill_type_limits)
         self._skills_loaded = False  # WORKER_SKILLS_DIR, once per Worker
         self.hot_skills = HotSkills(_checked_dependencies(skill_dependencies))
         """Skills whose model or cache is loaded (or, with `skill_dependencies`, whose items all are):
@@ -228,6 +240,7 @@ class Worker:
             self.state,
             self.hot_skills,
             middlewares=tuple(self._middlewares),
+            type_limits=self._type_limits,
         )
         await self._runtime.start()
 

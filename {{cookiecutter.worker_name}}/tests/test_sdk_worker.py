@@ -654,3 +654,43 @@ async def test_a_broken_skills_module_stops_the_start_naming_the_file(
         async with worker:
             pass
     assert orchestrator.requests == []
+
+
+async def test_skill_type_limits_run_one_handler_of_a_limited_type_at_a_time(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    config = make_worker(url, max_concurrent_tasks=3, heartbeat_interval=0.05).config
+    worker = Worker("inventory-checker", config=config, skill_type_limits={"gpu": 1})
+    running: set[str] = set()
+    release = asyncio.Event()
+
+    async def hold(task_id: str) -> dict[str, Any]:
+        running.add(task_id)
+        await release.wait()
+        running.discard(task_id)
+        return {}
+
+    @worker.task("render", type="gpu")
+    async def render(params: dict[str, Any], task_id: str) -> dict[str, Any]:
+        return await hold(task_id)
+
+    @worker.task("thumbnail")
+    async def thumbnail(params: dict[str, Any], task_id: str) -> dict[str, Any]:
+        return await hold(task_id)
+
+    async with worker:
+        for n, kind in enumerate(["render", "render", "thumbnail"]):
+            await orchestrator.tasks.put(task(n, task_type=kind))
+        await eventually(lambda: running == {"task-0", "task-2"})  # the second render waits its turn
+        assert (await next_heartbeat(orchestrator))["status"] == "idle"
+        release.set()
+        results = [await asyncio.wait_for(orchestrator.results.get(), 5) for _ in range(3)]
+    assert sorted(r["task_id"] for r in results) == ["task-0", "task-1", "task-2"]
+
+
+def test_skill_type_limits_must_be_whole_numbers() -> None:
+    with pytest.raises(
+        ValueError, match=r"skill_type_limits\['gpu'\]=0 must be a whole number of at least 1"
+    ):
+        Worker("inventory-checker", skill_type_limits={"gpu": 0})
