@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +15,7 @@ from interop.real import (
     RunningWorker,
     baked_worker,
     real_orchestrator,
+    recorded,
 )
 from processes import wait_for
 
@@ -45,13 +44,6 @@ def worker(orchestrator: RealOrchestrator, project: Path) -> Iterator[RunningWor
         orchestrator, project, f"interop-{os.getpid()}", script=SCENARIO_WORKER, env=TASK_SECRET
     ) as running:
         yield running
-
-
-def events(state_file: Path) -> list[dict[str, Any]]:
-    """The JSON lines a scenario handler recorded."""
-    if not state_file.exists():
-        return []
-    return [json.loads(line) for line in state_file.read_text().splitlines()]
 
 
 def test_check_inventory_job_finishes_with_the_workers_data(
@@ -91,7 +83,7 @@ def test_failed_attempts_are_retried_by_the_orchestrator_until_the_job_finishes(
     raced = orchestrator.watcher_timeouts(job["id"])
     assert 2 <= job["retry_count"] <= 2 + raced, (job, f"watcher timeouts: {raced}")
     assert 3 <= job["state_history"]["attempts"] <= 3 + raced, job
-    task_ids = [event["task_id"] for event in events(state_file)]
+    task_ids = [event["task_id"] for event in recorded(state_file)]
     assert len(task_ids) == len(set(task_ids)), f"each retry is a new task id: {task_ids}"
     assert 3 <= len(task_ids) <= 3 + raced, task_ids
     assert worker.alive(), worker.tail()
@@ -117,11 +109,11 @@ def test_a_handler_still_running_at_its_deadline_is_cancelled_then_and_the_job_d
     job_id = orchestrator.create_job(
         "scenario", {"skill": "wait_for_cancel", "params": params}, result_timeout=2
     )
-    cancelled = lambda: [e for e in events(state_file) if e["event"] == "cancelled_error"]
+    cancelled = lambda: [e for e in recorded(state_file) if e["event"] == "cancelled_error"]
     wait_for(
         lambda: state_file.exists() and bool(cancelled()), 15, f"the handler's cancellation\n{worker.tail()}"
     )
-    started = next(e for e in events(state_file) if e["event"] == "started")
+    started = next(e for e in recorded(state_file) if e["event"] == "started")
     assert isinstance(started["deadline"], float), started
     # Cancelled at the deadline the orchestrator set (2 s after the job was created), not before.
     assert 0 <= cancelled()[0]["at"] - started["deadline"] < 1.0, (started, cancelled())
@@ -191,14 +183,16 @@ def test_redis_cancel_flag_reaches_the_handler_and_the_job_stays_cancelled(
     state_file = tmp_path / "cancel.jsonl"
     params = {"state_file": str(state_file), "check_redis": True}
     job_id = orchestrator.create_job("scenario", {"skill": "wait_for_cancel", "params": params}, **LONG_JOB)
-    wait_for(lambda: bool(events(state_file)), 30, "the handler to start")
-    task_id = events(state_file)[0]["task_id"]
+    wait_for(lambda: bool(recorded(state_file)), 30, "the handler to start")
+    task_id = recorded(state_file)[0]["task_id"]
     # The heartbeat a task's arrival triggers must be through first: its reply would otherwise carry the
     # cancellation too, and interrupt the handler before its next Redis read sees the flag.
     wait_for(lambda: job_id in running_jobs(orchestrator, worker), 30, "the heartbeat listing the job")
     assert orchestrator.cancel(job_id) == {"status": "cancellation_request_accepted"}
-    wait_for(lambda: events(state_file)[-1]["event"] != "started", 30, "the handler to see the cancellation")
-    assert events(state_file)[-1] == {"event": "redis_flag", "task_id": task_id}
+    wait_for(
+        lambda: recorded(state_file)[-1]["event"] != "started", 30, "the handler to see the cancellation"
+    )
+    assert recorded(state_file)[-1] == {"event": "redis_flag", "task_id": task_id}
     orchestrator.wait_log(f"Task {task_id} for job {job_id} was cancelled by worker", "the cancelled result")
     assert orchestrator.job(job_id)["status"] == "cancelled"
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from interop.real import (
     RunningWorker,
     baked_worker,
     real_orchestrator,
+    recorded,
 )
 from interop.wire import WireClient, seal
 from processes import wait_for
@@ -41,13 +41,6 @@ def worker(orchestrator: RealOrchestrator, project: Path) -> Iterator[RunningWor
         yield w
 
 
-def records(state_file: Path) -> list[dict[str, Any]]:
-    """The JSON lines the handler recorded."""
-    if not state_file.exists():
-        return []
-    return [json.loads(line) for line in state_file.read_text().splitlines()]
-
-
 def test_an_event_mapped_in_event_transitions_moves_the_job_while_the_handler_still_runs(
     orchestrator: RealOrchestrator, worker: RunningWorker, tmp_path: Path
 ) -> None:
@@ -59,10 +52,10 @@ def test_an_event_mapped_in_event_transitions_moves_the_job_while_the_handler_st
         lambda j: j.get("current_state") == "approved" and j.get("status") in TERMINAL,
         f"the event to move the job to `approved`\n{worker.tail()}",
     )
-    assert [r["event"] for r in records(state_file)] == ["sent"]  # the handler is still holding
+    assert [r["event"] for r in recorded(state_file)] == ["sent"]  # the handler is still holding
     assert job["state_history"]["approved_by"] == "ann"  # the event's payload
     release.touch()
-    wait_for(lambda: records(state_file)[-1]["event"] == "returned", 30, "the handler to return")
+    wait_for(lambda: recorded(state_file)[-1]["event"] == "returned", 30, "the handler to return")
     orchestrator.wait_log(f"Received STALE result for job {job_id}", "the handler's result, now stale")
     job = orchestrator.job(job_id)
     assert job["current_state"] == "approved" and "via" not in job["state_history"], job
@@ -75,7 +68,7 @@ def test_a_payload_breaking_the_events_schema_raises_in_the_handler_and_the_job_
     state_file = tmp_path / "approve.jsonl"
     params = {"approved_by": 5, "state_file": str(state_file), "release": str(tmp_path / "release")}
     job = orchestrator.run_job("interop_events", {"params": params})
-    (record,) = records(state_file)
+    (record,) = recorded(state_file)
     assert record["event"] == "refused", record
     assert "send_event('approved'): payload.approved_by: 5 must be string" in record["message"]
     # Moved by the result's `success` transition, never by the event: it was not sent.

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from interop.real import SCENARIO_WORKER, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
+from interop.real import (
+    SCENARIO_WORKER,
+    RealOrchestrator,
+    RunningWorker,
+    baked_worker,
+    real_orchestrator,
+    recorded,
+)
 from processes import wait_for
 
 pytestmark = pytest.mark.interop
@@ -40,13 +45,6 @@ def worker(orchestrator: RealOrchestrator, project: Path) -> Iterator[RunningWor
         yield w
 
 
-def events(state_file: Path) -> list[dict[str, Any]]:
-    """The JSON lines a scenario handler recorded."""
-    if not state_file.exists():
-        return []
-    return [json.loads(line) for line in state_file.read_text().splitlines()]
-
-
 def test_worker_with_websockets_still_completes_jobs(
     orchestrator: RealOrchestrator, worker: RunningWorker
 ) -> None:
@@ -64,15 +62,15 @@ def test_websocket_cancel_raises_cancelled_error_in_the_handler_and_the_job_stay
     job_id = orchestrator.create_job(
         "scenario", {"skill": "wait_for_cancel", "params": params}, result_timeout=300
     )
-    wait_for(lambda: bool(events(state_file)), 30, "the handler to start")
-    task_id = events(state_file)[0]["task_id"]
+    wait_for(lambda: bool(recorded(state_file)), 30, "the handler to start")
+    task_id = recorded(state_file)[0]["task_id"]
     assert orchestrator.cancel(job_id) == {"status": "cancellation_request_accepted"}
     wait_for(
-        lambda: events(state_file)[-1]["event"] != "started",
+        lambda: recorded(state_file)[-1]["event"] != "started",
         30,
         f"the handler to be cancelled\n{worker.tail()}",
     )
-    last = events(state_file)[-1]
+    last = recorded(state_file)[-1]
     assert (last["event"], last["task_id"]) == ("cancelled_error", task_id), last
     orchestrator.wait_log(f"Task {task_id} for job {job_id} was cancelled by worker", "the cancelled result")
     assert orchestrator.job(job_id)["status"] == "cancelled"

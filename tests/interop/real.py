@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -229,3 +230,10 @@ def baked_worker(
             wait_for(started, 30, f"worker {worker_id} to begin its stop")
             if worker.alive():
                 proc.send_signal(signal.SIGTERM)
+
+
+def recorded(state_file: Path) -> list[dict[str, Any]]:
+    """The JSON lines a scenario handler appended to its state file (none yet: empty)."""
+    if not state_file.exists():
+        return []
+    return [json.loads(line) for line in state_file.read_text().splitlines()]

@@ -11,12 +11,14 @@ import json
 import math
 import platform
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .detect import Detected
 from .errors import ConfigError
+
+N = TypeVar("N", int, float)
 
 EXTRA_PREFIX = "WORKER_EXTRA_"
 
@@ -86,30 +88,28 @@ def _set(env: Mapping[str, str], name: str) -> str | None:
     return None if raw is None or raw.strip() == "" else raw.strip()
 
 
-def _int(env: Mapping[str, str], name: str, minimum: int) -> int | None:
+def _checked(
+    env: Mapping[str, str], name: str, convert: Callable[[str], N], ok: Callable[[N], bool]
+) -> N | None:
+    """The variable `name` converted and checked; None when unset; ConfigError when it fails either."""
     raw = _set(env, name)
     if raw is None:
         return None
     try:
-        number = int(raw)
+        number = convert(raw)
     except ValueError:
         raise _invalid(name, raw) from None
-    if number < minimum:
+    if not ok(number):
         raise _invalid(name, raw)
     return number
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int) -> int | None:
+    return _checked(env, name, int, lambda n: n >= minimum)
 
 
 def _positive_float(env: Mapping[str, str], name: str) -> float | None:
-    raw = _set(env, name)
-    if raw is None:
-        return None
-    try:
-        number = float(raw)
-    except ValueError:
-        raise _invalid(name, raw) from None
-    if not 0 < number < math.inf:
-        raise _invalid(name, raw)
-    return number
+    return _checked(env, name, float, lambda n: 0 < n < math.inf)
 
 
 def _gpu(env: Mapping[str, str]) -> dict[str, Any] | None:
