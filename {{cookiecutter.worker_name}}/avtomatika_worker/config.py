@@ -47,7 +47,8 @@ def _invalid(name: str, value: str, rule: str, example: str, *, secret: bool = F
 
 
 def _missing(name: str, rule: str, example: str) -> ConfigError:
-    return ConfigError(f"{name} is not set: {rule} (e.g. {name}={example})")
+    also = f" (nor {name}_FILE)" if name in SECRET_VARIABLES else ""
+    return ConfigError(f"{name} is not set{also}: {rule} (e.g. {name}={example})")
 
 
 def _parse_url(value: str) -> str:
@@ -186,6 +187,8 @@ _OFFICIAL_NAMES = {
     "WORKER_LOG_FORMAT": "LOG_FORMAT",
 }
 _OVERRIDING_NAMES = {"WORKER_TOKEN": "WORKER_INDIVIDUAL_TOKEN"}
+# Secrets may come from files (`WORKER_TOKEN_FILE=/run/secrets/worker_token`), as Docker and Kubernetes mount them.
+SECRET_VARIABLES = _SECRETS | frozenset(_OVERRIDING_NAMES.values())
 
 
 def _set(raw: str | None) -> bool:
@@ -193,14 +196,56 @@ def _set(raw: str | None) -> bool:
 
 
 def _source(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
-    """The variable that sets `name` (ours, or the official SDK's name for it) and its value."""
+    """The variable that sets `name` (ours, the official SDK's name, or a `*_FILE` form) and its value."""
     overriding = _OVERRIDING_NAMES.get(name)
-    if overriding is not None and _set(env.get(overriding)):
-        return overriding, env[overriding]
+    if overriding is not None:
+        source, raw = _value(env, overriding)
+        if _set(raw):
+            return source, raw
+    source, raw = _value(env, name)
     official = _OFFICIAL_NAMES.get(name)
-    if not _set(env.get(name)) and official is not None and _set(env.get(official)):
+    if not _set(raw) and official is not None and _set(env.get(official)):
         return official, env[official]
+    return source, raw
+
+
+def _value(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
+    file_name = f"{name}_FILE"
+    if name in SECRET_VARIABLES and _set(env.get(file_name)):
+        return file_name, env_secret(env, name)
     return name, env.get(name)
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The secret in the file `variable` names (Docker/Kubernetes secret mounts), surrounding whitespace removed."""
+    shown = path.strip()
+    fix = f"mount the secret there or point {variable} at the mounted file (e.g. {variable}=/run/secrets/token)"
+    try:
+        content = Path(shown).expanduser().read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{variable}={shown!r} is invalid: the file does not exist ({fix})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(
+            f"{variable}={shown!r} is invalid: the file cannot be read as UTF-8 text ({reason}; {fix})"
+        ) from None
+    if not content:
+        raise ConfigError(f"{variable}={shown!r} is invalid: the file is empty (write the secret into it)")
+    return content
+
+
+def env_secret(env: Mapping[str, str], name: str) -> str | None:
+    """The secret `name` from the environment, or from the file `<name>_FILE` names; None when neither is set."""
+    file_name = f"{name}_FILE"
+    if _set(env.get(file_name)):
+        if _set(env.get(name)):
+            raise ConfigError(
+                f"{name} and {file_name} are both set: set only one "
+                f"(keep {file_name} for a mounted secret file and unset {name})"
+            )
+        return read_secret_file(file_name, env[file_name])
+    raw = env.get(name)
+    return raw if _set(raw) else None
 
 
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:

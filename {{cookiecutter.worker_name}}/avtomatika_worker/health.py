@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from .config import WorkerConfig, load_env_file
+from .config import SECRET_VARIABLES, WorkerConfig, load_env_file
 from .errors import ConfigError
 from .liveness import check, max_age
 
@@ -25,7 +25,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     if environ is None:
         load_env_file()
         environ = os.environ
-    env = {**_PLACEHOLDERS, **{k: v for k, v in environ.items() if v.strip()}}
+    # The check needs no secret: it neither reads secret files nor trips on a token set two ways.
+    secrets = SECRET_VARIABLES | {f"{name}_FILE" for name in SECRET_VARIABLES}
+    env = {**_PLACEHOLDERS, **{k: v for k, v in environ.items() if v.strip() and k not in secrets}}
     try:
         config = WorkerConfig.from_env("health-check", env)
     except ConfigError as exc:

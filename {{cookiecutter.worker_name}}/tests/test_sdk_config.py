@@ -306,3 +306,69 @@ def test_run_with_health_check_serves_health_on_worker_port_or_the_official_defa
     Worker("inventory-checker").run_with_health_check()
     Worker("inventory-checker").run()
     assert ports == [8083, 9000, 9000]
+
+
+def test_token_is_read_from_the_file_worker_token_file_names(tmp_path: Path) -> None:
+    secret = tmp_path / "worker_token"
+    secret.write_text("from-a-mounted-secret\n")
+    env = {"ORCHESTRATOR_URL": "http://localhost:8080", "WORKER_TOKEN_FILE": str(secret)}
+    assert WorkerConfig.from_env("inventory-checker", env).worker_token == "from-a-mounted-secret"
+
+
+def test_individual_token_file_wins_over_the_token_as_the_official_sdk_does(tmp_path: Path) -> None:
+    secret = tmp_path / "individual"
+    secret.write_text("individual-token")
+    config = config_with(WORKER_INDIVIDUAL_TOKEN_FILE=str(secret))
+    assert config.worker_token == "individual-token"
+
+
+def test_orchestrator_secret_key_is_read_from_its_file(tmp_path: Path) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("orch-key\n")
+    assert config_with(ORCHESTRATOR_SECRET_KEY_FILE=str(secret)).orchestrator_secret_key == "orch-key"
+
+
+@pytest.mark.parametrize(
+    ("content", "rule"),
+    [(None, "the file does not exist"), ("", "the file is empty"), ("  \n", "the file is empty")],
+)
+def test_missing_or_empty_secret_file_names_the_variable_and_the_path(
+    tmp_path: Path, content: str | None, rule: str
+) -> None:
+    secret = tmp_path / "worker_token"
+    if content is not None:
+        secret.write_text(content)
+    env = {"ORCHESTRATOR_URL": "http://localhost:8080", "WORKER_TOKEN_FILE": str(secret)}
+    with pytest.raises(ConfigError) as info:
+        WorkerConfig.from_env("inventory-checker", env)
+    assert str(info.value).startswith(f"WORKER_TOKEN_FILE={str(secret)!r} is invalid: {rule}")
+
+
+def test_secret_file_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"ORCHESTRATOR_URL": "http://localhost:8080", "WORKER_TOKEN_FILE": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"WORKER_TOKEN_FILE=.* cannot be read as UTF-8 text"):
+        WorkerConfig.from_env("inventory-checker", env)
+
+
+def test_token_set_both_ways_is_refused_naming_both(tmp_path: Path) -> None:
+    secret = tmp_path / "worker_token"
+    secret.write_text("file-token")
+    with pytest.raises(ConfigError) as info:
+        config_with(WORKER_TOKEN_FILE=str(secret))
+    assert str(info.value).startswith("WORKER_TOKEN and WORKER_TOKEN_FILE are both set")
+    assert "file-token" not in str(info.value)
+
+
+def test_secret_read_from_a_file_is_never_shown_in_an_error(tmp_path: Path) -> None:
+    secret = tmp_path / "worker_token"
+    secret.write_text("has a space")
+    env = {"ORCHESTRATOR_URL": "http://localhost:8080", "WORKER_TOKEN_FILE": str(secret)}
+    with pytest.raises(ConfigError) as info:
+        WorkerConfig.from_env("inventory-checker", env)
+    assert "has a space" not in str(info.value)
+    assert "WORKER_TOKEN_FILE=<hidden" in str(info.value)
+
+
+def test_missing_token_names_the_file_form_too() -> None:
+    with pytest.raises(ConfigError, match=r"WORKER_TOKEN is not set \(nor WORKER_TOKEN_FILE\)"):
+        WorkerConfig.from_env("inventory-checker", {"ORCHESTRATOR_URL": "http://localhost:8080"})

@@ -137,6 +137,13 @@ def test_main_uses_heartbeat_interval_and_poll_timeout_for_the_age_limit(
     assert "limit 50 s" in capsys.readouterr().err
 
 
+def test_main_needs_no_secret_even_when_the_token_comes_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "health.json"
+    write(path, "ok", time.time())
+    env = {"WORKER_HEALTH_FILE": str(path), "WORKER_TOKEN_FILE": str(tmp_path / "not-mounted-here")}
+    assert main(env) == 0
+
+
 def test_main_with_a_bad_variable_is_unhealthy_with_a_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main({"WORKER_HEARTBEAT_INTERVAL": "soon"}) == 1
     assert "WORKER_HEARTBEAT_INTERVAL='soon' is invalid" in capsys.readouterr().err
