@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from interop.real import RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
+from interop.real import TERMINAL, RealOrchestrator, RunningWorker, baked_worker, real_orchestrator
 from processes import wait_for
 
 pytestmark = [
@@ -24,6 +24,7 @@ pytestmark = [
 ]
 
 DISPATCH_WORKER = Path(__file__).parent / "interop" / "dispatch_worker.py"
+CAPACITY_WORKER = Path(__file__).parent / "interop" / "capacity_worker.py"
 GPU = {"resources": {"devices": [{"type": "gpu"}]}}
 
 
@@ -129,3 +130,25 @@ def test_the_default_dispatch_prefers_the_hot_worker_over_a_cheaper_one_until_it
     # Dispatch reads worker records through a 2 s cache (Dispatcher._get_workers_cached).
     wait_for(lambda: ran_on(run(orchestrator, skill)) == cheap.worker_id, 20, "a task on the cheaper worker")
     assert {ran_on(run(orchestrator, skill)) for _ in range(3)} == {cheap.worker_id}
+
+
+def test_a_task_the_capacity_checker_refuses_waits_on_an_idle_worker_and_runs_once_allowed(
+    orchestrator: RealOrchestrator, project: Path, tmp_path: Path
+) -> None:
+    flag = tmp_path / "capacity"
+    env = {"DISPATCH_SKILL": "capacity_probe", "CAPACITY_FLAG": str(flag)}
+    with baked_worker(
+        orchestrator, project, f"capacity-{os.getpid()}", script=CAPACITY_WORKER, env=env
+    ) as worker:
+        first = orchestrator.create_job("dispatch", {"skill": "capacity_probe"})
+        wait_for(lambda: "capacity_checker refuses" in worker.tail(), 30, "the checker's refusal")
+        # The worker stays idle while the task waits in it, so a job created now is queued for it, not
+        # quarantined ("No suitable workers"), and waits its turn too.
+        assert orchestrator.workers()[worker.worker_id]["status"] == "idle"
+        second = orchestrator.create_job("dispatch", {"skill": "capacity_probe"})
+        assert orchestrator.job(first)["status"] not in TERMINAL
+        assert orchestrator.job(second)["status"] not in TERMINAL
+        flag.touch()
+        for job_id in (first, second):
+            job = orchestrator.wait_job(job_id, lambda j: j.get("status") in TERMINAL, "its end")
+            assert job["status"] == "finished", job

@@ -48,6 +48,14 @@ def test_typed_params_publish_an_inferred_schema_and_reach_the_handler_as_object
     assert seen["units"] == 3 and seen["speed"] == "express"
 
 
+def test_skill_properties_and_schema_dialect_are_kept_in_the_worker_record(
+    orchestrator: RealOrchestrator, worker: RunningWorker
+) -> None:
+    published = skill(orchestrator, worker, "with_metadata")
+    assert published["properties"] == {"model": "v7", "max_mb": 64}
+    assert published["schema_dialect"] == "json-schema"
+
+
 def test_params_breaking_a_published_schema_are_refused_at_dispatch(
     orchestrator: RealOrchestrator, worker: RunningWorker
 ) -> None:

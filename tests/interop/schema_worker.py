@@ -55,7 +55,7 @@ async def broken_output(params: dict[str, Any]) -> Priced:
     return Priced(total=params.get("total", "a lot"))
 
 
-@worker.task("with_metadata")
+@worker.task("with_metadata", schema_dialect="json-schema", properties={"model": "v7", "max_mb": 64})
 async def with_metadata(params: dict[str, Any]) -> dict[str, Any]:
     """Return metadata and costs beside the data."""
     return {

@@ -2,17 +2,21 @@
 
 `run` imports the `Worker` named by `--app` (module:attribute, the working directory first on the path)
 and runs it serving `GET /health` on WORKER_PORT (8083 when unset), as the official SDK does;
-`--no-health-check` runs it without. `--reload` is refused with the alternative, since restarting on
-code changes needs a file watcher this SDK does not ship.
+`--no-health-check` runs it without. `--reload` (development) runs it in a child process restarted when a
+`.py` file under the working directory changes; it needs the `watchfiles` package, which the image lacks.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
+import shlex
 import sys
 
+from .config import WorkerConfig, load_env_file
+from .errors import ConfigError
 from .worker import Worker
 
 
@@ -46,26 +50,61 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--no-health-check", action="store_true", help="do not serve GET /health")
     run.add_argument("--health-check", action="store_true", help="serve GET /health (the default)")
-    run.add_argument("--reload", action="store_true", help="not supported: see the message")
+    run.add_argument(
+        "--reload", action="store_true", help="restart on .py changes (development; needs watchfiles)"
+    )
     args = parser.parse_args(argv)
     if args.reload:
-        print(
-            "--reload is not supported by this SDK: run `docker compose up --build` again, or restart "
-            "`python my_worker.py`, after a change",
-            file=sys.stderr,
-        )
-        return 2
+        return _run_reloading(args.app, not args.no_health_check)
+    return _run(args.app, not args.no_health_check)
+
+
+def _run(app: str, health_check: bool) -> int:
     sys.path.insert(0, os.getcwd())
     try:
-        worker = load_app(args.app)
+        worker = load_app(app)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.no_health_check:
-        worker.run()
-    else:
+    if health_check:
         worker.run_with_health_check()
+    else:
+        worker.run()
     return 0
+
+
+def _run_reloading(app: str, health_check: bool) -> int:
+    try:
+        import watchfiles
+    except ImportError:
+        print(
+            "error: --reload needs the watchfiles package (a development tool, not in the image): "
+            "pip install watchfiles, or leave out --reload",
+            file=sys.stderr,
+        )
+        return 2
+    command = [sys.executable, "-m", "avtomatika_worker", "run", "--app", app]
+    if not health_check:
+        command.append("--no-health-check")
+    # A command, not a function: the child imports the changed code afresh. SIGINT gives it the
+    # worker's clean stop (running tasks get WORKER_SHUTDOWN_TIMEOUT, then are handed back) before the
+    # restart, so the watcher waits that long (+2 s) before it kills.
+    watchfiles.run_process(
+        os.getcwd(),
+        target=shlex.join(command),
+        target_type="command",
+        watch_filter=watchfiles.PythonFilter(),
+        sigint_timeout=math.ceil(_shutdown_timeout()) + 2,
+    )
+    return 0
+
+
+def _shutdown_timeout() -> float:
+    load_env_file()
+    try:
+        return WorkerConfig.from_env("reload").shutdown_timeout
+    except ConfigError:
+        return WorkerConfig.shutdown_timeout  # the child reports the configuration error itself
 
 
 if __name__ == "__main__":

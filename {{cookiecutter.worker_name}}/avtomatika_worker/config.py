@@ -219,7 +219,9 @@ def _value(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
 def read_secret_file(variable: str, path: str) -> str:
     """The secret in the file `variable` names (Docker/Kubernetes secret mounts), surrounding whitespace removed."""
     shown = path.strip()
-    fix = f"mount the secret there or point {variable} at the mounted file (e.g. {variable}=/run/secrets/token)"
+    fix = (
+        f"mount the secret there or point {variable} at the mounted file (e.g. {variable}=/run/secrets/token)"
+    )
     try:
         content = Path(shown).expanduser().read_text(encoding="utf-8").strip()
     except FileNotFoundError:

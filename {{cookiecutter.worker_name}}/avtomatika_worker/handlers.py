@@ -48,11 +48,14 @@ class Skill:
     output_schema: dict[str, Any] | bool | None = None
     output_statuses: tuple[str, ...] | None = None
     events_schema: dict[str, dict[str, Any]] | None = None
+    schema_dialect: str | None = None  # unset: rxon's default, "json-schema"
+    properties: dict[str, Any] | None = None  # free-form; 1.0b30 keeps them in the worker record
 
     def published(self) -> dict[str, Any]:
         """The `supported_skills` entry: name, type (the name unless set), and what else is set."""
         info: dict[str, Any] = {"name": self.name, "type": self.type or self.name}
-        for key in ("version", "description", "input_schema", "output_schema", "events_schema"):
+        keys = ("version", "description", "input_schema", "output_schema", "events_schema", "schema_dialect")
+        for key in (*keys, "properties"):
             if (value := getattr(self, key)) is not None:
                 info[key] = value
         if self.output_statuses is not None:
@@ -68,7 +71,7 @@ def check_skill(handler: str, skill: Skill) -> Skill:
             f"@worker.task({skill.name!r}) on {handler!r}: {field}={value!r} {rule}; e.g. {example}"
         )
 
-    for field in ("type", "version", "description"):
+    for field in ("type", "version", "description", "schema_dialect"):
         value = getattr(skill, field)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise bad(field, value, "must be a non-empty string", f'{field}="1.2.0"')
@@ -78,6 +81,13 @@ def check_skill(handler: str, skill: Skill) -> Skill:
         if value is not None and not unpublished and not isinstance(value, dict):
             rule = "must be a JSON Schema object (a dict), or False to keep it unpublished"
             raise bad(field, value, rule, f"{field}=" + '{"type": "object"}')
+    properties = skill.properties
+    if properties is not None and not (
+        isinstance(properties, dict) and all(isinstance(k, str) for k in properties)
+    ):
+        raise bad(
+            "properties", properties, "must be a dict with string keys", 'properties={"model": "resnet50"}'
+        )
     statuses = skill.output_statuses
     if statuses is not None and not all(isinstance(s, str) and s for s in statuses):
         raise bad(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._logging import task_context
+from .admission import Admission
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .events import EventSender
@@ -65,12 +66,10 @@ class TaskRunner:
         state: Any = None,
         hot_skills: HotSkills | None = None,
         middlewares: tuple[Middleware, ...] = (),
-        type_limits: Mapping[str, int] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._config = config
-        # The official SDK's skill_type_limits: at most N handlers of a skill type at once. A task over
-        # the limit waits here for its turn (the worker stays `idle`: 1.0b30 quarantines jobs otherwise).
-        self._type_slots = {kind: asyncio.Semaphore(n) for kind, n in (type_limits or {}).items()}
+        self._admission = admission if admission is not None else Admission()
         self._middlewares = middlewares
         self._state = state
         self._hot_skills = hot_skills if hot_skills is not None else HotSkills()
@@ -242,10 +241,7 @@ class TaskRunner:
 
     async def _execute(self, handler: RegisteredHandler, task: dict[str, Any], tools: TaskTools) -> Outcome:
         skill_type = (handler.skill.type if handler.skill else None) or handler.name
-        slot = self._type_slots.get(skill_type)
-        if slot is None:
-            return await execute(handler, task, tools)
-        async with slot:
+        async with self._admission.admit(handler.name, skill_type):
             return await execute(handler, task, tools)
 
     def _tools(self, job_id: str, task_id: str, handler: RegisteredHandler, trace: Any) -> TaskTools:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
+from .admission import Admission
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .detect import Detected, detect
@@ -56,7 +57,7 @@ class Runtime:
         hot_skills: HotSkills | None = None,
         detect_machine: Callable[[], Detected] = detect,
         middlewares: tuple[Middleware, ...] = (),
-        type_limits: Mapping[str, int] | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.hot_skills = hot_skills if hot_skills is not None else HotSkills()
@@ -95,7 +96,7 @@ class Runtime:
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self.runner = TaskRunner(
             config, handlers, self.client, cancellations, self.results, self._slots, state, self.hot_skills,
-            middlewares, type_limits,
+            middlewares, admission,
         )  # fmt: skip
         self.poller = Poller(
             self.client, self._slots, self.runner.spawn, wiring.backoff, self.heartbeater.wake,

@@ -1,8 +1,10 @@
-"""The official SDK's name for `avtomatika_worker.typing` (error codes), kept for code that migrates."""
+"""The official SDK's name for `avtomatika_worker.typing` (error codes, callable types), for code that migrates."""
 
 from __future__ import annotations
 
+from .admission import CapacityChecker
 from .errors import InvalidInputError as ParamValidationError
+from .executor import Middleware
 from .typing import (
     CONTRACT_VIOLATION_ERROR,
     DEPENDENCY_ERROR,
@@ -29,5 +31,7 @@ __all__ = [
     "SECURITY_ERROR",
     "TIMEOUT_ERROR",
     "TRANSIENT_ERROR",
+    "CapacityChecker",
+    "Middleware",
     "ParamValidationError",
 ]

@@ -14,6 +14,7 @@ from types import SimpleNamespace, TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from ._logging import configure_logging
+from .admission import Admission, CapacityChecker, checked_capacity_checker, checked_limits
 from .blueprints import SkillBlueprint, load_skills_dir
 from .cancellation import Cancellations
 from .config import WorkerConfig, load_env_file
@@ -37,16 +38,6 @@ def _checked_hook(hook: Hook, kind: str) -> Hook:
             f"{kind} hook {getattr(hook, '__qualname__', hook)!r} must be an `async def` taking no arguments"
         )
     return hook
-
-
-def _checked_limits(limits: Mapping[str, int] | None) -> dict[str, int]:
-    for kind, limit in (limits or {}).items():
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(
-                f"skill_type_limits[{kind!r}]={limit!r} must be a whole number of at least 1, "
-                'e.g. skill_type_limits={"gpu": 1}'
-            )
-    return dict(limits or {})
 
 
 def _checked_dependencies(
@@ -98,8 +89,11 @@ class Worker:
         skill_dependencies: Mapping[str, Sequence[str]] | None = None,
         max_concurrent_tasks: int | None = None,
         skill_type_limits: Mapping[str, int] | None = None,
+        capacity_checker: CapacityChecker | None = None,
+        skills_dir: str | None = None,
     ) -> None:
         self.worker_type = worker_type
+        self._skills_dir = skills_dir  # the official SDK's keyword: wins over WORKER_SKILLS_DIR
         if max_concurrent_tasks is not None and (
             isinstance(max_concurrent_tasks, bool)
             or not isinstance(max_concurrent_tasks, int)
@@ -123,7 +117,8 @@ class Worker:
         self._shutdown: list[Hook] = []
         self._started_hooks = 0  # on_shutdown hooks to run at stop (those registered when startup ran)
         self._middlewares: list[Middleware] = []
-        self._type_limits = _checked_limits(skill_type_limits)
+        self._type_limits = checked_limits(skill_type_limits)
+        self._capacity_checker = checked_capacity_checker(capacity_checker)
         self._skills_loaded = False  # WORKER_SKILLS_DIR, once per Worker
         self.hot_skills = HotSkills(_checked_dependencies(skill_dependencies))
         """Skills whose model or cache is loaded (or, with `skill_dependencies`, whose items all are):
@@ -138,6 +133,8 @@ class Worker:
             self._config = WorkerConfig.from_env(self.worker_type)
             if self._max_concurrent_tasks is not None:
                 self._config = replace(self._config, max_concurrent_tasks=self._max_concurrent_tasks)
+            if self._skills_dir is not None:
+                self._config = replace(self._config, skills_dir=self._skills_dir)
             if self._config.health_port is None and self._default_health_port is not None:
                 self._config = replace(self._config, health_port=self._default_health_port)
         return self._config
@@ -158,13 +155,18 @@ class Worker:
         output_schema: dict[str, Any] | Literal[False] | None = None,
         output_statuses: Sequence[str] | None = None,
         events_schema: dict[str, dict[str, Any]] | None = None,
+        schema_dialect: str | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> Callable[[H], H]:
         """Register a handler (`async def` or `def`) for tasks of type `name`; the keywords describe the
         skill to the orchestrator (the description defaults to the handler's docstring)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"task name must be a non-empty string, got {name!r}")
         statuses = None if output_statuses is None else tuple(output_statuses)
-        skill = Skill(name, type, version, description, input_schema, output_schema, statuses, events_schema)
+        skill = Skill(
+            name, type, version, description, input_schema, output_schema, statuses, events_schema,
+            schema_dialect, properties,
+        )  # fmt: skip
 
         def decorator(func: H) -> H:
             if name in self._handlers:
@@ -240,7 +242,7 @@ class Worker:
             self.state,
             self.hot_skills,
             middlewares=tuple(self._middlewares),
-            type_limits=self._type_limits,
+            admission=Admission(self._type_limits, self._capacity_checker),
         )
         await self._runtime.start()
 

@@ -294,6 +294,13 @@ def test_the_official_max_concurrent_tasks_keyword_wins_over_the_environment(
         Worker("inventory-checker", max_concurrent_tasks=0)
 
 
+def test_the_official_skills_dir_keyword_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in dict(REQUIRED, WORKER_SKILLS_DIR="from-env").items():
+        monkeypatch.setenv(name, value)
+    assert Worker("inventory-checker", skills_dir="plugins").config.skills_dir == "plugins"
+    assert Worker("inventory-checker").config.skills_dir == "from-env"
+
+
 def test_run_with_health_check_serves_health_on_worker_port_or_the_official_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -561,6 +561,8 @@ async def test_registration_publishes_what_the_decorator_says_about_each_skill(
         input_schema=schema,
         output_statuses=["success", "too_small"],
         events_schema={"progress": {"type": "object"}},
+        schema_dialect="json-schema",
+        properties={"max_pixels": 4096},
     )
     async def resize(params: dict[str, Any]) -> dict[str, Any]:
         """Resize an image.
@@ -581,6 +583,8 @@ async def test_registration_publishes_what_the_decorator_says_about_each_skill(
         "input_schema": schema,
         "output_statuses": ["success", "too_small"],
         "events_schema": {"progress": {"type": "object"}},
+        "schema_dialect": "json-schema",
+        "properties": {"max_pixels": 4096},
     }
     assert published["check_inventory"] == {"name": "check_inventory", "type": "check_inventory"}
 
@@ -591,6 +595,8 @@ async def test_registration_publishes_what_the_decorator_says_about_each_skill(
         ({"version": 2}, "version=2 must be a non-empty string"),
         ({"input_schema": "object"}, "input_schema='object' must be a JSON Schema object"),
         ({"output_statuses": ["ok", ""]}, "output_statuses=('ok', '') must be a list of non-empty strings"),
+        ({"schema_dialect": ""}, "schema_dialect='' must be a non-empty string"),
+        ({"properties": ["gpu"]}, "properties=['gpu'] must be a dict with string keys"),
     ],
 )
 def test_a_bad_skill_description_fails_at_decoration_naming_the_handler_and_the_field(
@@ -687,6 +693,74 @@ async def test_skill_type_limits_run_one_handler_of_a_limited_type_at_a_time(
         release.set()
         results = [await asyncio.wait_for(orchestrator.results.get(), 5) for _ in range(3)]
     assert sorted(r["task_id"] for r in results) == ["task-0", "task-1", "task-2"]
+
+
+async def test_a_task_the_capacity_checker_refuses_waits_in_the_worker_which_stays_idle(
+    fake: tuple[FakeOrchestrator, str],
+) -> None:
+    orchestrator, url = fake
+    config = make_worker(url, max_concurrent_tasks=3, heartbeat_interval=0.05).config
+    allowed = {"render": False, "thumbnail": True}
+    asked: list[str] = []
+
+    def has_capacity(skill: str) -> bool:
+        asked.append(skill)
+        return allowed[skill]
+
+    worker = Worker("inventory-checker", config=config, capacity_checker=has_capacity)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    @worker.task("render")
+    async def render(params: dict[str, Any]) -> dict[str, Any]:
+        started.append("render")
+        return {}
+
+    @worker.task("thumbnail")
+    async def thumbnail(params: dict[str, Any]) -> dict[str, Any]:
+        started.append("thumbnail")
+        await release.wait()
+        return {}
+
+    async with worker:
+        await orchestrator.tasks.put(task(0, task_type="render"))
+        await orchestrator.tasks.put(task(1, task_type="thumbnail"))
+        await eventually(lambda: started == ["thumbnail"] and "render" in asked)
+        assert (await next_heartbeat(orchestrator))["status"] == "idle"
+        allowed["render"] = True
+        release.set()  # a task's end asks the checker again at once
+        results = [await asyncio.wait_for(orchestrator.results.get(), 5) for _ in range(2)]
+    assert started == ["thumbnail", "render"]
+    assert sorted(r["task_id"] for r in results) == ["task-0", "task-1"]
+
+
+async def test_a_failing_capacity_checker_lets_the_task_run_rather_than_hold_the_job(
+    fake: tuple[FakeOrchestrator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator, url = fake
+
+    def broken(skill: str) -> bool:
+        raise RuntimeError("gpu probe down")
+
+    worker = Worker("inventory-checker", config=make_worker(url).config, capacity_checker=broken)
+
+    @worker.task("render")
+    async def render(params: dict[str, Any]) -> dict[str, Any]:
+        return {"rendered": True}
+
+    async with worker:
+        await orchestrator.tasks.put(task(0, task_type="render"))
+        result = await asyncio.wait_for(orchestrator.results.get(), 5)
+    assert result["status"] == "success"
+    assert "capacity_checker failed for 'render': starting the task anyway" in caplog.text
+
+
+def test_an_async_capacity_checker_is_refused_at_construction() -> None:
+    async def has_capacity(skill: str) -> bool:
+        return True
+
+    with pytest.raises(TypeError, match=r"capacity_checker=.* must be a plain function"):
+        Worker("inventory-checker", capacity_checker=has_capacity)  # type: ignore[arg-type]
 
 
 def test_skill_type_limits_must_be_whole_numbers() -> None:
