@@ -40,6 +40,11 @@ def _checked_hook(hook: Hook, kind: str) -> Hook:
     return hook
 
 
+def _module_version(func: Handler) -> str | None:
+    version = getattr(sys.modules.get(getattr(func, "__module__", "") or ""), "__version__", None)
+    return version if isinstance(version, str) and version.strip() else None
+
+
 def _checked_dependencies(
     dependencies: Mapping[str, Sequence[str]] | None,
 ) -> Mapping[str, Sequence[str]] | None:
@@ -146,7 +151,7 @@ class Worker:
 
     def task(
         self,
-        name: str,
+        name: str | None = None,
         *,
         version: str | None = None,
         type: str | None = None,  # noqa: A002 - the protocol's (and the official SDK's) name
@@ -158,20 +163,24 @@ class Worker:
         schema_dialect: str | None = None,
         properties: dict[str, Any] | None = None,
     ) -> Callable[[H], H]:
-        """Register a handler (`async def` or `def`) for tasks of type `name`; the keywords describe the
-        skill to the orchestrator (the description defaults to the handler's docstring)."""
-        if not isinstance(name, str) or not name:
+        """Register a handler (`async def` or `def`) for tasks of type `name` (default: the function's
+        name); the keywords describe the skill to the orchestrator (the description defaults to the
+        docstring, the version to the handler module's `__version__`, as in the official SDK)."""
+        if callable(name):
+            raise TypeError('write @worker.task() or @worker.task("name"), with the parentheses')
+        if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"task name must be a non-empty string, got {name!r}")
         statuses = None if output_statuses is None else tuple(output_statuses)
-        skill = Skill(
-            name, type, version, description, input_schema, output_schema, statuses, events_schema,
-            schema_dialect, properties,
-        )  # fmt: skip
 
         def decorator(func: H) -> H:
-            if name in self._handlers:
-                raise ValueError(f"a handler for task {name!r} is already registered")
-            self._handlers[name] = RegisteredHandler.wrap(name, func, skill)
+            task_name = name if isinstance(name, str) else str(getattr(func, "__name__", ""))
+            if task_name in self._handlers:
+                raise ValueError(f"a handler for task {task_name!r} is already registered")
+            skill = Skill(
+                task_name, type, version or _module_version(func), description, input_schema, output_schema,
+                statuses, events_schema, schema_dialect, properties,
+            )  # fmt: skip
+            self._handlers[task_name] = RegisteredHandler.wrap(task_name, func, skill)
             return func
 
         return decorator

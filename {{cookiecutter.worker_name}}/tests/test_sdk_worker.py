@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tempfile
 import threading
 import time
+import types
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -761,6 +763,27 @@ def test_an_async_capacity_checker_is_refused_at_construction() -> None:
 
     with pytest.raises(TypeError, match=r"capacity_checker=.* must be a plain function"):
         Worker("inventory-checker", capacity_checker=has_capacity)  # type: ignore[arg-type]
+
+
+def test_a_task_without_a_name_takes_the_functions_and_its_modules_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("versioned_skills")
+    module.__version__ = "3.1.0"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "versioned_skills", module)
+
+    async def resize(params: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    resize.__module__ = "versioned_skills"
+    worker = Worker("t")
+    worker.task()(resize)
+    worker.task("pinned", version="1.0")(resize)
+    published = {h.name: h.skill.published() for h in worker._handlers.values() if h.skill}
+    assert published["resize"]["version"] == "3.1.0"
+    assert published["pinned"]["version"] == "1.0"
+    with pytest.raises(TypeError, match="with the parentheses"):
+        worker.task(resize)  # type: ignore[arg-type]
 
 
 def test_skill_type_limits_must_be_whole_numbers() -> None:
