@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -39,12 +40,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, pause: fl
         time.sleep(pause)
 
 
-def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-    """Send a JSON request over loopback and decode the JSON reply (HTTP errors raise)."""
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+) -> Any:
+    """Send a JSON request over loopback (https: with `context`) and decode the JSON reply (HTTP errors raise)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
         return json.loads(response.read() or b"null")
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -40,10 +41,12 @@ class RealOrchestrator:
     redis_url: str
     log: Path
     worker_rate_limits: str = "off"  # WORKER_RATE_LIMITS matching the orchestrator's RATE_LIMIT_* settings
+    client_ssl: ssl.SSLContext | None = None  # with TLS_ENABLED=true: the client API's CA and certificate
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """Call the client API with the client token."""
-        return http_json(method, self.base_url + path, body, {"X-Client-Token": CLIENT_TOKEN})
+        headers = {"X-Client-Token": CLIENT_TOKEN}
+        return http_json(method, self.base_url + path, body, headers, self.client_ssl)
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """The live worker records by id."""
@@ -108,9 +111,14 @@ def blueprints_dir(root: Path) -> Path:
 
 @contextmanager
 def real_orchestrator(
-    workdir: Path, *, workers_toml: str | None = None, env: dict[str, str] | None = None
+    workdir: Path,
+    *,
+    workers_toml: str | None = None,
+    env: dict[str, str] | None = None,
+    client_ssl: ssl.SSLContext | None = None,
 ) -> Iterator[RealOrchestrator]:
-    """Start redis-server and the real orchestrator (app.py of the generated project) on loopback."""
+    """Start redis-server and the real orchestrator (app.py of the generated project) on loopback
+    (over https when `env` has TLS_ENABLED=true: `client_ssl` then serves the client API)."""
     python = orchestrator_python()
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -134,7 +142,8 @@ def real_orchestrator(
         log = workdir / "orchestrator.log"
         # 1.0b30 does not exit on SIGTERM within 40 s (its shutdown waits on background tasks): 3 s, then SIGKILL.
         with logged_process([str(python), "app.py"], environment, log, ORCHESTRATOR_DIR, grace=3) as proc:
-            base_url = f"http://127.0.0.1:{port}"
+            scheme = "https" if environment.get("TLS_ENABLED", "").lower() == "true" else "http"
+            base_url = f"{scheme}://127.0.0.1:{port}"
             # Its own "ready" line, not just an answer on the port: between free_port() and its bind,
             # another test's server may take the port, and would then answer in its place.
             ready = f"real orchestrator ready on port {port}"
@@ -144,7 +153,8 @@ def real_orchestrator(
                 "the orchestrator",
             )
             assert proc.poll() is None, log.read_text()[-3000:]
-            yield RealOrchestrator(base_url, redis_url, log, matching_worker_limits(environment))
+            limits = matching_worker_limits(environment)
+            yield RealOrchestrator(base_url, redis_url, log, limits, client_ssl)
 
 
 def matching_worker_limits(environment: dict[str, str]) -> str:

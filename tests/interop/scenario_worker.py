@@ -87,6 +87,14 @@ async def sleep_for(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     return {"status": "success", "data": {"done_by": os.environ["WORKER_ID"], "pid": os.getpid()}}
 
 
+@worker.task("timed_sleep")
+async def timed_sleep(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Record when the handler started, then take `seconds`."""
+    _record(params["state_file"], "started", job_id=kwargs.get("job_id"), at=time.time())
+    await asyncio.sleep(float(params.get("seconds", 0)))
+    return {"status": "success", "data": {}}
+
+
 @worker.task("hold_until_released")
 async def hold_until_released(params: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     """Record the attempt, then run until the file `release` exists (a task a stop interrupts)."""

@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
+from .endpoints import Endpoint, parse_orchestrators, parse_url
 from .errors import ConfigError
 from .ratelimit import RateLimits
 from .resources import ResourceSettings
+from .tls import TlsSettings
 
 WORKER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -51,11 +53,8 @@ def _missing(name: str, rule: str, example: str) -> ConfigError:
     return ConfigError(f"{name} is not set{also}: {rule} (e.g. {name}={example})")
 
 
-def _parse_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(value)
-    return value.rstrip("/")
+def _parse_urls(value: str) -> str:
+    return ",".join(parse_url(url) for url in value.split(","))
 
 
 def _parse_bool(value: str) -> bool:
@@ -134,7 +133,10 @@ class _Rule:
 
 
 _RULES: dict[str, _Rule] = {
-    "ORCHESTRATOR_URL": _Rule("must be an http:// or https:// URL with a host", "http://localhost:8080"),
+    "ORCHESTRATOR_URL": _Rule(
+        "must be an http:// or https:// URL with a host (instances of one orchestrator: comma-separated)",
+        "http://localhost:8080",
+    ),
     "WORKER_TOKEN": _Rule("must be a non-empty token without whitespace", "your-secret-worker-token"),
     "WORKER_ID": _Rule("must match ^[a-zA-Z0-9_-]{1,128}$", "inventory-worker-01"),
     "WORKER_ENABLE_WEBSOCKETS": _Rule("must be one of true/false/1/0/yes/no/on/off", "true"),
@@ -185,10 +187,11 @@ _OFFICIAL_NAMES = {
     "WORKER_MAX_CONCURRENT_TASKS": "MAX_CONCURRENT_TASKS",
     "WORKER_HEARTBEAT_INTERVAL": "HEARTBEAT_INTERVAL",
     "WORKER_LOG_FORMAT": "LOG_FORMAT",
+    "ORCHESTRATOR_SECRET_KEY": "SECRET_KEY",
 }
 _OVERRIDING_NAMES = {"WORKER_TOKEN": "WORKER_INDIVIDUAL_TOKEN"}
 # Secrets may come from files (`WORKER_TOKEN_FILE=/run/secrets/worker_token`), as Docker and Kubernetes mount them.
-SECRET_VARIABLES = _SECRETS | frozenset(_OVERRIDING_NAMES.values())
+SECRET_VARIABLES = _SECRETS | frozenset(_OVERRIDING_NAMES.values()) | {"SECRET_KEY"}
 
 
 def _set(raw: str | None) -> bool:
@@ -279,6 +282,15 @@ def _parse_port(value: str) -> int:
     return port
 
 
+def _orchestrators(env: Mapping[str, str]) -> tuple[Endpoint, ...]:
+    """ORCHESTRATORS_CONFIG (the official SDK's JSON list, which wins), else ORCHESTRATOR_URL's URLs."""
+    raw = env.get("ORCHESTRATORS_CONFIG")
+    if raw is not None and raw.strip():
+        return parse_orchestrators(raw)
+    urls = _read_required(env, "ORCHESTRATOR_URL", _parse_urls)
+    return tuple(Endpoint(url, priority=1) for url in urls.split(","))
+
+
 def _parse_token(value: str) -> str:
     if any(ch.isspace() for ch in value):
         raise ValueError("token contains whitespace")
@@ -290,7 +302,7 @@ class WorkerConfig:
     """Everything the worker needs to talk to the orchestrator and Redis."""
 
     worker_type: str
-    orchestrator_url: str
+    orchestrator_url: str  # the first of `orchestrators`
     worker_token: str = field(repr=False)
     worker_id: str
     enable_websockets: bool = False
@@ -309,7 +321,15 @@ class WorkerConfig:
     cancel_check_interval: float = 0.5
     orchestrator_secret_key: str | None = field(default=None, repr=False)
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    # ORCHESTRATORS_CONFIG, or the URLs of ORCHESTRATOR_URL (endpoints.py); empty: just orchestrator_url.
+    orchestrators: tuple[Endpoint, ...] = ()
     resources: ResourceSettings = field(default_factory=ResourceSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)  # WORKER_TLS_*: CA bundle, mTLS cert (tls.py)
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Where the orchestrator answers: `orchestrators`, or just `orchestrator_url`."""
+        return self.orchestrators or (Endpoint(self.orchestrator_url, priority=1),)
 
     @property
     def spool_path(self) -> Path:
@@ -331,9 +351,11 @@ class WorkerConfig:
         """Build the config from `environ` (default: os.environ); raises ConfigError naming the variable."""
         env = os.environ if environ is None else environ
         default_id = sanitise_worker_id(f"{worker_type}-{socket.gethostname()}")
+        endpoints = _orchestrators(env)
         return cls(
             worker_type=worker_type,
-            orchestrator_url=_read_required(env, "ORCHESTRATOR_URL", _parse_url),
+            orchestrator_url=endpoints[0].url,
+            orchestrators=endpoints,
             worker_token=_read_required(env, "WORKER_TOKEN", _parse_token),
             worker_id=_read(env, "WORKER_ID", _parse_worker_id, default_id),
             enable_websockets=_read(env, "WORKER_ENABLE_WEBSOCKETS", _parse_bool, False),
@@ -352,4 +374,5 @@ class WorkerConfig:
             orchestrator_secret_key=_read(env, "ORCHESTRATOR_SECRET_KEY", _parse_token, None),
             rate_limits=_read(env, "WORKER_RATE_LIMITS", RateLimits.parse, RateLimits()),
             resources=ResourceSettings.from_env(env),
+            tls=TlsSettings.from_env(env),
         )

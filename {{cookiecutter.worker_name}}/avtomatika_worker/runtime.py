@@ -70,6 +70,7 @@ class Runtime:
         self._on_crash = on_crash
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._draining = False
+        self._registered = False  # a stop before the first registration owes the orchestrator no heartbeat
         self._health_server: HealthServer | None = None
         self.force_stop = asyncio.Event()
         self.handover = Handover(config.spool_path, config.worker_id)
@@ -208,7 +209,7 @@ class Runtime:
         await Stopping(
             self.config.worker_id, self.skills, self.heartbeater, self.poller, self._loops.pop("poll", None),
             self.runner, self.results, self.handover, self.peek, self.client.watch.poll_hold,
-            self._set_draining, self.force_stop,
+            self._set_draining, self.force_stop, reported_draining=not self._registered,
         ).run(deadline)  # fmt: skip
         if not self.force_stop.is_set():
             remaining = max(0.0, deadline + TAIL + 0.2 - loop.time())
@@ -271,9 +272,12 @@ class Runtime:
             reply = await retrying(lambda: client.register(message), "registration", self._wiring.backoff)
         except OrchestratorRejectedError as exc:
             hint = " (check WORKER_TOKEN and WORKER_ID)" if exc.status == 403 else ""
+            if (mtls := self.config.tls.refusal_hint(exc.error, self.config.worker_id)) is not None:
+                hint = f" ({mtls})"
             raise RegistrationError(f"the orchestrator refused registration: {exc}{hint}") from exc
         if isinstance(reply, dict) and reply.get("warning"):
             logger.warning("orchestrator: %s", reply["warning"])
+        self._registered = True
         logger.info("registered as %s", self.config.worker_id)
 
     def _heartbeat_message(self) -> dict[str, Any]:

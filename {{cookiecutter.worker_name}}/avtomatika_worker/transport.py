@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 
 from .config import WorkerConfig
+from .endpoints import Endpoints
 from .errors import (
     OrchestratorRateLimitedError,
     OrchestratorRejectedError,
@@ -35,12 +36,16 @@ PROTOCOL_VERSION = "1.0b17"
 DEFAULT_REQUEST_TIMEOUT = 30.0
 # Requests made while stopping must leave time for the rest of the stop sequence.
 URGENT_REQUEST_TIMEOUT = 2.0
+# An instance that does not even accept the connection by then is down (or unreachable): fail over.
+CONNECT_TIMEOUT = 5.0
 
 WS_HEARTBEAT = 20.0  # seconds between WebSocket pings: detects a silently dead connection
 # 1.0b30 counts the upgrade before its generic handler turns the 429 into a plain-text 500.
 _WS_RATE_LIMITED = frozenset({429, 500})
 
 _NO_REPLY = object()
+# What a proxy in front of an instance answers when the instance is gone: fail over as for a refusal.
+_GATEWAY_DOWN = frozenset({502, 503, 504})
 
 WsConnect = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
 """Opens the orchestrator's WebSocket command channel (`GET /_worker/ws/{worker_id}`)."""
@@ -96,13 +101,14 @@ class OrchestratorClient:
         self._on_exchange = on_exchange
         self.budget = budget or RateBudget(config.rate_limits)
         self.watch = watch or ReplyWatch()
-        self._headers = {
-            "X-Worker-Token": config.worker_token,
-            "X-Worker-ID": config.worker_id,
-            "X-RXON-Version": PROTOCOL_VERSION,
-        }
+        self.endpoints = Endpoints(config.endpoints, config.worker_id)
+        self._tokens = {e.url: e.token or config.worker_token for e in config.endpoints}
+        self._headers_by_url = {url: _headers(token, config.worker_id) for url, token in self._tokens.items()}
+        # One instance (the usual case): the session sends the headers itself, cheaper than per request.
+        self._headers = self._headers_by_url[config.endpoints[0].url]
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._ssl = config.tls.ssl_context()  # HTTP and the WebSocket share it (one connector)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -110,7 +116,10 @@ class OrchestratorClient:
             # No cookie jar: the protocol uses none, and a jar costs a lookup on every request.
             # The session sends our headers itself: per-request headers cost a merge on every request.
             # Content-Type goes only with a body: a bodiless GET that claims JSON is odd for proxies.
-            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), headers=self._headers)
+            connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), headers=self._headers
+            )
         return self._session
 
     async def close(self) -> None:
@@ -147,10 +156,11 @@ class OrchestratorClient:
         """Open the WebSocket command channel; raises OrchestratorRejectedError/OrchestratorUnavailableError."""
         path = f"{API_PREFIX}/ws/{self._config.worker_id}"
         await self.budget.acquire(WEBSOCKET)
+        endpoint = self.endpoints.current()
         try:
             return await self._get_session().ws_connect(
-                self._config.orchestrator_url + path,
-                headers=self._headers,
+                endpoint.url + path,
+                headers=self._headers_by_url[endpoint.url],
                 heartbeat=WS_HEARTBEAT,
                 timeout=aiohttp.ClientWSTimeout(ws_close=10.0),
             )
@@ -161,7 +171,9 @@ class OrchestratorClient:
                 raise OrchestratorRejectedError(exc.status, exc.message) from exc
             raise OrchestratorUnavailableError(f"GET {path} (WebSocket) failed: {exc}", exc.status) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise OrchestratorUnavailableError(_failed(f"GET {path} (WebSocket)", exc)) from exc
+            text = _failed(f"GET {path} (WebSocket)", exc, self._config, endpoint.url)
+            self.endpoints.failed(endpoint, text)
+            raise OrchestratorUnavailableError(text) from exc
         finally:
             self.budget.release(WEBSOCKET)
 
@@ -195,18 +207,21 @@ class OrchestratorClient:
         urgent: bool = False,
     ) -> Any:
         """Send one request of message type `kind`; maps every transport failure to the SDK's exceptions."""
-        url = self._config.orchestrator_url + path
         body = None
         await self.budget.acquire(kind, urgent=urgent)
+        endpoint = self.endpoints.current()
+        url = endpoint.url + path
         if message is not None:
             # Built and sealed after the budget wait: current content, and a fresh timestamp and nonce for
             # every send (the orchestrator rejects a repeated body as a replay).
             content = message() if callable(message) else message
-            body = orjson.dumps(seal(content, self._config.worker_id, self._config.worker_token))
-        headers = self._json_headers if body is not None else None if self._owns_session else self._headers
+            body = orjson.dumps(seal(content, self._config.worker_id, self._tokens[endpoint.url]))
+        headers = self._request_headers(endpoint.url, body is not None)
         timeout = self._timeouts.get(request_timeout)
         if timeout is None:
-            timeout = self._timeouts[request_timeout] = aiohttp.ClientTimeout(total=request_timeout)
+            timeout = self._timeouts[request_timeout] = aiohttp.ClientTimeout(
+                total=request_timeout, sock_connect=min(request_timeout, CONNECT_TIMEOUT)
+            )
         pending = self.watch.start(f"{method} {path}", poll=kind == POLL)
         status = 0
         try:
@@ -218,6 +233,7 @@ class OrchestratorClient:
                 retry_after = response.headers.get("Retry-After")
         except TimeoutError:
             self._observe(False)
+            self.endpoints.failed(endpoint, f"no reply within {request_timeout:g} s")
             if kind == POLL:
                 raise
             raise OrchestratorUnavailableError(
@@ -225,7 +241,9 @@ class OrchestratorClient:
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             self._observe(False)
-            raise OrchestratorUnavailableError(_failed(f"{method} {path}", exc)) from exc
+            text = _failed(f"{method} {path}", exc, self._config, endpoint.url)
+            self.endpoints.failed(endpoint, text)
+            raise OrchestratorUnavailableError(text) from exc
         finally:
             self.budget.release(kind)
             self.watch.finish(pending, empty_poll=kind == POLL and status == 204)
@@ -235,9 +253,18 @@ class OrchestratorClient:
             decoded = self._decode(method, path, status, raw, retry_after)
         except OrchestratorUnavailableError:
             self._observe(False)
+            if status in _GATEWAY_DOWN:
+                self.endpoints.failed(endpoint, f"HTTP {status} from a proxy in front of it")
             raise
+        self.endpoints.succeeded(endpoint)
         self._observe(True)
         return decoded
+
+    def _request_headers(self, url: str, with_body: bool) -> dict[str, str] | None:
+        if self.endpoints.several:  # tokens may differ per instance: always per request
+            headers = self._headers_by_url[url]
+            return {**headers, "Content-Type": "application/json"} if with_body else headers
+        return self._json_headers if with_body else None if self._owns_session else self._headers
 
     @staticmethod
     def _decode(method: str, path: str, status: int, raw: bytes, retry_after: str | None) -> Any:
@@ -262,12 +289,19 @@ class OrchestratorClient:
             raise ProtocolError(f"{method} {path}: reply is not JSON: {raw[:200]!r}") from exc
 
 
+def _headers(token: str, worker_id: str) -> dict[str, str]:
+    return {"X-Worker-Token": token, "X-Worker-ID": worker_id, "X-RXON-Version": PROTOCOL_VERSION}
+
+
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return headers.get(name) if headers is not None else None
 
 
-def _failed(request: str, exc: BaseException) -> str:
-    """What went wrong with `request`, with a hint when the orchestrator's host name does not resolve."""
+def _failed(request: str, exc: BaseException, config: WorkerConfig, url: str) -> str:
+    """What went wrong with `request` to `url`, with a hint when the host name does not resolve or TLS failed."""
+    tls = config.tls.describe(exc, url)
+    if tls is not None:
+        return f"{request} failed: {tls}"
     text = f"{request} failed: {exc or type(exc).__name__}"
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror):
         # Typically a compose service name (mock-orchestrator) used by a worker started outside Docker.

@@ -38,6 +38,8 @@ ALL_VARS = (
     "HEARTBEAT_INTERVAL",
     "LOG_FORMAT",
     "WORKER_INDIVIDUAL_TOKEN",
+    "SECRET_KEY",
+    "ORCHESTRATORS_CONFIG",
 )
 
 
@@ -327,6 +329,14 @@ def test_individual_token_file_wins_over_the_token_as_the_official_sdk_does(tmp_
     secret.write_text("individual-token")
     config = config_with(WORKER_INDIVIDUAL_TOKEN_FILE=str(secret))
     assert config.worker_token == "individual-token"
+
+
+def test_the_official_secret_key_name_is_read_and_hidden_in_errors() -> None:
+    assert config_with(SECRET_KEY="orch-key").orchestrator_secret_key == "orch-key"
+    assert config_with(SECRET_KEY="x", ORCHESTRATOR_SECRET_KEY="ours").orchestrator_secret_key == "ours"
+    with pytest.raises(ConfigError) as info:
+        config_with(SECRET_KEY="has space")
+    assert str(info.value).startswith("SECRET_KEY=<hidden, 9 characters> is invalid")
 
 
 def test_orchestrator_secret_key_is_read_from_its_file(tmp_path: Path) -> None:
