@@ -94,7 +94,8 @@ def _against_real(
     doc["ratios"].append(_ratio(found, name, 1, "bare", False))
 
 
-SECTIONS = ("mock", "real", "ratelimit")
+SECTIONS = ("mock", "real", "ratelimit", "files", "observe")
+FILE_MB = {"short": 50, "full": 200}  # the object streamed down and up per file-throughput run
 
 
 def _environment(plan: Plan, short: bool) -> dict[str, Any]:
@@ -114,8 +115,8 @@ def _environment(plan: Plan, short: bool) -> dict[str, Any]:
 
 def _section(doc: dict[str, Any], name: str) -> dict[str, Any]:
     """The parts of `doc` that the section `name` fills (for --only: they replace the saved ones)."""
-    if name == "ratelimit":
-        return {"ratelimit": doc.get("ratelimit")}
+    if name in ("ratelimit", "files", "observe"):
+        return {name: doc.get(name)}
     prefix = "mock" if name == "mock" else "real orchestrator,"
     extra = {"cancel": doc["cancel"], "image": doc["image"]} if name == "mock" else {}
     return {
@@ -145,6 +146,8 @@ def run(plan: Plan, short: bool, docker: bool, only: list[str]) -> dict[str, Any
         "cancel": [],
         "image": None,
         "ratelimit": None,
+        "files": None,
+        "observe": None,
         "environment": _environment(plan, short),
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
@@ -159,6 +162,14 @@ def run(plan: Plan, short: bool, docker: bool, only: list[str]) -> dict[str, Any
             rate_plan = SHORT_RATE if short else FULL_RATE
             mode = doc["environment"]["mode"]
             doc["ratelimit"] = measure_ratelimit(specs, rate_plan, tmp, project, mode)
+        if "files" in only:
+            from .files import measure_files
+
+            doc["files"] = measure_files(project, FILE_MB[doc["environment"]["mode"]], plan.runs)
+        if "observe" in only:
+            from .observe import measure_observe
+
+            doc["observe"] = measure_observe(specs, plan, tmp, project)
     doc["environment"]["load_end"] = os.getloadavg()
     return doc
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .observe import observe_rows
+
 TARGETS = {
     ("mock", "ours", 1): ("tasks_per_s", ">=", 1000.0),
     ("mock", "ours", 8): ("tasks_per_s", ">=", 3000.0),
@@ -86,7 +88,27 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
         )
     out.extend(_image_rows(doc.get("image")))
     out.extend(_rate_rows(doc.get("ratelimit")))
+    out.extend(_file_rows(doc.get("files")))
+    out.extend(observe_rows(doc.get("observe")))
     return out
+
+
+def _file_rows(files: dict[str, Any] | None) -> list[list[str]]:
+    if not files:
+        return []
+    name = f"files through S3 ({files['size_mb']} MiB object, moto on loopback)"
+    return [
+        [f"{name}: worker TaskFiles down MB/s", _span(files["worker_down_mb_s"]), "", ""],
+        [f"{name}: bare obstore down MB/s", _span(files["bare_down_mb_s"]), "", ""],
+        [f"{name}: worker TaskFiles up MB/s", _span(files["worker_up_mb_s"]), "", ""],
+        [f"{name}: bare obstore up MB/s", _span(files["bare_up_mb_s"]), "", ""],
+        [
+            f"{name}: worker peak RSS growth while downloading MiB",
+            _span(files["worker_down_rss_growth_mib"]),
+            "< 30",
+            _verdict(files["worker_down_rss_growth_mib"]["max"] < 30),
+        ],
+    ]
 
 
 def rate_title(rate: dict[str, Any]) -> str:
@@ -187,6 +209,21 @@ def _rate_lines(rate: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _file_lines(files: dict[str, Any] | None) -> list[str]:
+    if not files:
+        return []
+    return [
+        (
+            f"- file rows ({files['runs']} run(s), alternating): one {files['size_mb']} MiB object on a moto S3 "
+            "server (a separate process on loopback); the worker's path is a task run by the SDK's executor "
+            "with `files: TaskFiles`: `download()` (streamed to disk, size and ETag checked against "
+            "params_metadata, MD5 of the content checked) then `upload()` under jobs/<job_id>/; the bare "
+            "client is obstore alone (GET streamed to a file, PUT of the file), same server, same run. "
+            "Peak RSS growth: VmHWM reset (/proc/self/clear_refs) just before the download."
+        )
+    ]
+
+
 def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
     """docs/benchmarks.md: how it was measured, the environment, the chart and the table."""
     env = doc["environment"]
@@ -228,6 +265,7 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
             "(`bench/bare_loop.py`) only polls and posts signed results: it bounds what any SDK can get."
         ),
         *_rate_lines(doc.get("ratelimit")),
+        *_file_lines(doc.get("files")),
         *(f"- note: {note}" for note in env.get("notes", [])),
         "",
         *([f"![Benchmark chart: medians with min-max whiskers]({chart})", ""] if chart else []),

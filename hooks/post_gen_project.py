@@ -40,6 +40,7 @@ def read_options() -> dict[str, object]:
         r'''{{ {
             "github_actions": cookiecutter.github_actions,
             "pre_commit": cookiecutter.pre_commit,
+            "s3_files": cookiecutter.s3_files,
             "output_dir": cookiecutter._output_dir | default(""),
         } | tojson }}'''
     )

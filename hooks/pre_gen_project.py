@@ -26,6 +26,13 @@ MIN_COOKIECUTTER = (2, 7)
 OPTIONAL_FILES = {
     "github_actions": (".github/workflows/ci.yml", ".github/dependabot.yml"),
     "pre_commit": (".pre-commit-config.yaml",),
+    "s3_files": (
+        "s3/Dockerfile",
+        "s3/serve.py",
+        "tests/e2e/test_files.py",
+        "tests/test_mock_files.py",
+        "tests/test_sdk_files.py",
+    ),
 }
 # Where pre-gen moves a file a disabled option would overwrite (post-gen restores it unless it is ours),
 # and leaves post-gen what it learnt (HANDOVER): the hooks run as separate scripts that share no module.
@@ -51,6 +58,7 @@ def read_answers() -> dict[str, object]:
             "websocket_cancellation": cookiecutter.websocket_cancellation,
             "github_actions": cookiecutter.github_actions,
             "pre_commit": cookiecutter.pre_commit,
+            "s3_files": cookiecutter.s3_files,
         } | tojson }}'''
     )
     # fmt: on
@@ -129,6 +137,7 @@ RULES: dict[str, Rule] = {
     "websocket_cancellation": Rule(is_bool, BOOL_RULE, "true"),
     "github_actions": Rule(is_bool, BOOL_RULE, "false"),
     "pre_commit": Rule(is_bool, BOOL_RULE, "true"),
+    "s3_files": Rule(is_bool, BOOL_RULE, "false"),
 }
 
 

@@ -86,10 +86,12 @@ def redis_server() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def orchestrator_python() -> Path:
-    """The interpreter of a venv holding the pinned real orchestrator, created on first use."""
+def orchestrator_python(suffix: str = "", extra: tuple[str, ...] = ()) -> Path:
+    """The interpreter of a venv holding the pinned real orchestrator, created on first use (a separate
+    venv `<pin><suffix>` when `extra` packages are asked for: they change the orchestrator's behaviour)."""
     pin = ORCHESTRATOR_REQUIREMENTS.read_text().split()[0].split("==")[-1]
     venv = Path(os.environ.get("AVTOMATIKA_VENV", Path.home() / ".cache" / "avtomatika-template" / pin))
+    venv = venv.with_name(venv.name + suffix)
     python, installed = venv / "bin" / "python", venv / ".installed"
     if installed.exists():
         return python
@@ -102,12 +104,29 @@ def orchestrator_python() -> Path:
                 [sys.executable, "-m", "venv", str(venv)], check=False, capture_output=True, text=True
             )
             if install.returncode == 0:
-                pip = [str(python), "-m", "pip", "install", "-q", "-r", str(ORCHESTRATOR_REQUIREMENTS)]
+                requirements = ["-r", str(ORCHESTRATOR_REQUIREMENTS), *extra]
+                pip = [str(python), "-m", "pip", "install", "-q", *requirements]
                 install = subprocess.run(pip, check=False, capture_output=True, text=True)
             if install.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 skip_or_fail(f"could not install the real orchestrator into {venv}: {install.stderr[-2000:]}")
             installed.touch()
+    return python
+
+
+def orchestrator_s3_python() -> Path:
+    """orchestrator_python() with its S3 mode's extra installed (`avtomatika[s3]`: obstore, aiofiles)."""
+    python = orchestrator_python()
+    pin = ORCHESTRATOR_REQUIREMENTS.read_text().split()[0].split("==")[-1]
+    marker = python.parent.parent / ".installed-s3"
+    with (python.parent.parent.parent / f"{python.parent.parent.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            pip = [str(python), "-m", "pip", "install", "-q", f"avtomatika[s3]=={pin}"]
+            install = subprocess.run(pip, check=False, capture_output=True, text=True)
+            if install.returncode != 0:
+                skip_or_fail(f"could not install avtomatika[s3] into {python}: {install.stderr[-2000:]}")
+            marker.touch()
     return python
 
 

@@ -19,17 +19,33 @@ from cookiecutter.environment import StrictEnvironment
 from baking import PROJECT_TEMPLATE, Sandbox, bake_in, make_sandbox, read_env_file
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+BOOLS = (True, False)
 COMBOS = [
     pytest.param(
-        {"python_version": py, "websocket_cancellation": ws, "github_actions": gh, "pre_commit": pc},
-        id=f"py{py}-ws{'on' if ws else 'off'}-gha{'on' if gh else 'off'}-pc{'on' if pc else 'off'}",
+        {
+            "python_version": py,
+            "websocket_cancellation": ws,
+            "github_actions": gh,
+            "pre_commit": pc,
+            "s3_files": s3,
+        },
+        id=f"py{py}-ws{'on' if ws else 'off'}-gha{'on' if gh else 'off'}-pc{'on' if pc else 'off'}"
+        f"-s3{'on' if s3 else 'off'}",
     )
-    for py, ws, gh, pc in itertools.product(PYTHON_VERSIONS, (True, False), (True, False), (True, False))
+    for py, ws, gh, pc, s3 in itertools.product(PYTHON_VERSIONS, BOOLS, BOOLS, BOOLS, BOOLS)
 ]
 VENDORED = ("avtomatika_worker", "mock_orchestrator", "orchestrator")
 # GitHub Actions' own expression syntax, which a workflow cannot avoid (e.g. secrets.GITHUB_TOKEN).
 # GitHub expressions and docker/metadata-action's tag patterns are meant to stay in the output.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}|\{\{(?:version|major|minor|patch|raw)\}\}")
+# What only the s3_files option generates (the post-gen hook removes them when it is off).
+S3_ONLY_FILES = (
+    "s3/Dockerfile",
+    "s3/serve.py",
+    "tests/e2e/test_files.py",
+    "tests/test_mock_files.py",
+    "tests/test_sdk_files.py",
+)
 CACHE_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 KEY_FILES = (
     "my_worker.py",
@@ -77,6 +93,8 @@ def expected_files(answers: dict[str, Any]) -> set[str]:
         rendered = {f for f in rendered if not f.startswith(".github/")}
     if not answers["pre_commit"]:
         rendered.discard(".pre-commit-config.yaml")
+    if not answers["s3_files"]:
+        rendered -= set(S3_ONLY_FILES)
     return rendered
 
 
@@ -209,8 +227,8 @@ def test_dockerfile_uses_the_chosen_python_slim_image(baked: Baked) -> None:
 
 
 # The generated suite runs on the host's Python whatever `python_version` says (it only picks the image),
-# and only `websocket_cancellation` changes what it runs against: the default answers plus every option
-# flipped cover each value, instead of 25 near-identical runs of the whole suite.
+# and only `websocket_cancellation` and `s3_files` change what it runs: the default answers plus every
+# option flipped cover each value, instead of 49 near-identical runs of the whole suite.
 CURATED = [
     pytest.param({}, id="default"),
     pytest.param(
@@ -219,8 +237,9 @@ CURATED = [
             "websocket_cancellation": False,
             "github_actions": False,
             "pre_commit": False,
+            "s3_files": True,
         },
-        id="py3.13-wsoff-ghaoff-pcoff",
+        id="py3.13-wsoff-ghaoff-pcoff-s3on",
     ),
 ]
 

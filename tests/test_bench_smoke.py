@@ -71,6 +71,12 @@ def test_short_benchmark_produces_every_row_with_positive_numbers(tmp_path: Path
     for row in rate["workers"]:
         assert _positive(row["tasks_per_min"]) and _positive(row["steady_tasks_per_min"]), row
         assert row["lost"] == 0, (row["worker"], "rate-limit row lost jobs")
+    files = doc["files"]
+    assert all(_positive(files[f"{who}_{way}_mb_s"]) for who in ("worker", "bare") for way in ("down", "up"))
+    assert files["worker_down_rss_growth_mib"]["max"] < 30, files
+    observe = doc["observe"]  # metrics and tracing off vs on
+    assert all(_positive(observe[state]["cpu_ms_per_task"]) for state in ("off", "on")), observe
+    assert observe["off"]["unfinished_tasks"] == observe["on"]["unfinished_tasks"] == 0, observe
     markdown = out.with_suffix(".md").read_text()
     assert markdown.count("\n| ") >= 50 and "ours / official" in markdown
     assert "![Benchmark chart" in markdown and "(benchmarks.svg)" in markdown

@@ -21,7 +21,7 @@ from baking import PROJECT_TEMPLATE, TEMPLATE_DIR, Sandbox, bake_in, read_env_fi
 NAME = "inventory-worker"
 # The interactive prompts in order (cookiecutter.json): Enter keeps a default.
 PROMPTS = ("worker_name", "worker_type", "description", "author", "license", "python_version",
-           "websocket_cancellation", "github_actions", "pre_commit")  # fmt: skip
+           "websocket_cancellation", "github_actions", "pre_commit", "s3_files")  # fmt: skip
 # sha256 of the Apache License 2.0 text as published at https://www.apache.org/licenses/LICENSE-2.0.txt
 APACHE_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
 

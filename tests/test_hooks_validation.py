@@ -37,6 +37,7 @@ EXAMPLES = {
     "websocket_cancellation": "true",
     "github_actions": "false",
     "pre_commit": "true",
+    "s3_files": "false",
 }
 INVALID_TEXT_ANSWERS = [
     ("worker_name", "My Worker", NAME_RULE),
@@ -146,7 +147,7 @@ OUT_OF_RULE_ANSWERS = [
     ("license", "GPL-3.0", "choose one of MIT, Apache-2.0, BSD-3-Clause, Proprietary"),
     *(
         (name, value, BOOL_RULE)
-        for name in ("websocket_cancellation", "github_actions", "pre_commit")
+        for name in ("websocket_cancellation", "github_actions", "pre_commit", "s3_files")
         for value in ("maybe", "true", 1, None, [True])
     ),
 ]
@@ -218,7 +219,7 @@ def test_answers_cookiecutter_would_choke_on_get_one_line_and_a_corrected_retry(
     if fixed is None:  # left out, and asked for again: Enter at every prompt takes the defaults
         assert answer not in words and "--no-input" not in words, words
         again = subprocess.run(
-            [sys.executable, "-m", *words], cwd=sandbox.root, env=sandbox.env(), input="\n" * 9,
+            [sys.executable, "-m", *words], cwd=sandbox.root, env=sandbox.env(), input="\n" * 10,
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     else:  # corrected in place: the same non-interactive command works

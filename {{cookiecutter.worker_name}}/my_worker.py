@@ -3,10 +3,13 @@
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+{%- endraw %}{% if cookiecutter.s3_files %}
+from pathlib import Path
+{%- endif %}{% raw %}
 from types import SimpleNamespace
 from typing import Any
 
-from avtomatika_worker import InvalidInputError, Worker
+from avtomatika_worker import InvalidInputError, {% endraw %}{% if cookiecutter.s3_files %}TaskFiles, {% endif %}{% raw %}Worker
 {% endraw %}
 worker = Worker(worker_type={{ cookiecutter.worker_type | tojson }})
 {% raw %}
@@ -58,6 +61,28 @@ async def long_running_task(
         await send_progress(done / steps, f"step {done + 1} of {steps}")
         await asyncio.sleep(step_seconds)  # stands in for one unit of real work
     return {"status": "success", "data": {"completed_steps": steps}}
+{%- endraw %}{% if cookiecutter.s3_files %}{% raw %}
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:  # 1 MiB at a time: a file of any size takes little memory
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+@worker.task("count_lines")
+async def count_lines(params: dict[str, Any], files: TaskFiles) -> dict[str, Any]:
+    """Count the lines of the file ``params.input_file`` (an ``s3://`` URI) and return a report file.
+
+    ``files`` is this task's own folder: ``download`` streams the param's object into it (checked against
+    the size and ETag the orchestrator sent), and a path inside it in the result is uploaded, the
+    orchestrator getting its ``s3://`` URI. The folder is removed when the task ends, whatever the outcome.
+    """
+    source = await files.download("input_file")  # a missing or non-s3:// param fails as INVALID_INPUT_ERROR
+    lines = await asyncio.to_thread(_count_lines, source)  # file I/O off the event loop
+    report = files.path("report.txt")
+    report.write_text(f"{lines} lines in {source.name}\n", encoding="utf-8")
+    return {"status": "success", "data": {"lines": lines, "report": str(report)}}
+{%- endraw %}{% endif %}{% raw %}
 
 
 if __name__ == "__main__":

@@ -116,10 +116,11 @@ def real_orchestrator(
     workers_toml: str | None = None,
     env: dict[str, str] | None = None,
     client_ssl: ssl.SSLContext | None = None,
+    python: Path | None = None,
 ) -> Iterator[RealOrchestrator]:
     """Start redis-server and the real orchestrator (app.py of the generated project) on loopback
     (over https when `env` has TLS_ENABLED=true: `client_ssl` then serves the client API)."""
-    python = orchestrator_python()
+    python = python or orchestrator_python()
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with redis_server() as redis_url:

@@ -18,6 +18,7 @@ from .errors import (
     TransportError,
     WorkerError,
 )
+from .files import IntegrityMismatchError, TaskFiles
 from .retry import Backoff
 from .wiring import Wiring
 from .worker import Worker
@@ -27,6 +28,7 @@ __version__ = "0.2.0"
 __all__ = [
     "Backoff",
     "ConfigError",
+    "IntegrityMismatchError",
     "InvalidInputError",
     "OrchestratorRejectedError",
     "OrchestratorUnavailableError",
@@ -36,6 +38,7 @@ __all__ = [
     "SkillBlueprint",
     "StartupError",
     "TaskFailure",
+    "TaskFiles",
     "TransientError",
     "TransportError",
     "Wiring",

@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from . import observe
 from .config import WorkerConfig
 from .retry import Backoff, Sleep, Uniform
 from .transport import WsConnect
@@ -223,6 +224,7 @@ class Cancellations:
             return
         if task_id not in self._cancelled:
             self._cancelled.add(task_id)
+            observe.get().on_cancel(source)
             logger.info("the orchestrator cancelled task %s of job %s (%s)", task_id, entry.job_id, source)
         if interrupt and task_id not in self._interrupted and not entry.run.done():
             # Once only: a second cancel() would interrupt the handler's own clean-up.

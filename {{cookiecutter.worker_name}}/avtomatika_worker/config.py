@@ -18,6 +18,7 @@ from .endpoints import Endpoint, parse_orchestrators, parse_url
 from .errors import ConfigError
 from .ratelimit import RateLimits
 from .resources import ResourceSettings
+from .s3 import FileSettings
 from .tls import TlsSettings
 
 WORKER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -154,6 +155,7 @@ _RULES: dict[str, _Rule] = {
     "WORKER_LOG_FORMAT": _Rule("must be one of " + "/".join(LOG_FORMATS), "json"),
     "WORKER_HEALTH_FILE": _Rule("must be a file path", "/tmp/avtomatika-worker.health"),
     "WORKER_PORT": _Rule("must be a TCP port from 1 to 65535", "8083"),
+    "WORKER_METRICS_PORT": _Rule("must be a TCP port from 1 to 65535", "9464"),
     "WORKER_SKILLS_DIR": _Rule("must be a directory path", "skills"),
     "WORKER_CANCEL_CHECK_INTERVAL": _Rule("must be a number of seconds > 0", "0.5"),
     "ORCHESTRATOR_SECRET_KEY": _Rule(
@@ -191,7 +193,7 @@ _OFFICIAL_NAMES = {
 }
 _OVERRIDING_NAMES = {"WORKER_TOKEN": "WORKER_INDIVIDUAL_TOKEN"}
 # Secrets may come from files (`WORKER_TOKEN_FILE=/run/secrets/worker_token`), as Docker and Kubernetes mount them.
-SECRET_VARIABLES = _SECRETS | frozenset(_OVERRIDING_NAMES.values()) | {"SECRET_KEY"}
+SECRET_VARIABLES = _SECRETS | frozenset(_OVERRIDING_NAMES.values()) | {"SECRET_KEY", "S3_SECRET_KEY"}
 
 
 def _set(raw: str | None) -> bool:
@@ -317,6 +319,7 @@ class WorkerConfig:
     log_format: str = "text"
     health_file: str = ""
     health_port: int | None = None  # WORKER_PORT: serve GET /health over HTTP (off when unset)
+    metrics_port: int | None = None  # WORKER_METRICS_PORT: GET /metrics, /healthz (off when unset)
     skills_dir: str = "skills"  # WORKER_SKILLS_DIR: SkillBlueprint modules loaded at start, when it exists
     cancel_check_interval: float = 0.5
     orchestrator_secret_key: str | None = field(default=None, repr=False)
@@ -325,6 +328,7 @@ class WorkerConfig:
     orchestrators: tuple[Endpoint, ...] = ()
     resources: ResourceSettings = field(default_factory=ResourceSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)  # WORKER_TLS_*: CA bundle, mTLS cert (tls.py)
+    files: FileSettings = field(default_factory=FileSettings)  # S3_*, TASK_FILES_DIR: task files (s3.py)
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -369,10 +373,12 @@ class WorkerConfig:
             log_format=_read(env, "WORKER_LOG_FORMAT", _parse_log_format, "text"),
             health_file=_read(env, "WORKER_HEALTH_FILE", _parse_path, ""),
             health_port=_read(env, "WORKER_PORT", _parse_port, None),
+            metrics_port=_read(env, "WORKER_METRICS_PORT", _parse_port, None),
             skills_dir=_read(env, "WORKER_SKILLS_DIR", _parse_path, "skills"),
             cancel_check_interval=_read(env, "WORKER_CANCEL_CHECK_INTERVAL", _parse_positive_float, 0.5),
             orchestrator_secret_key=_read(env, "ORCHESTRATOR_SECRET_KEY", _parse_token, None),
             rate_limits=_read(env, "WORKER_RATE_LIMITS", RateLimits.parse, RateLimits()),
             resources=ResourceSettings.from_env(env),
             tls=TlsSettings.from_env(env),
+            files=FileSettings.from_env(env),
         )

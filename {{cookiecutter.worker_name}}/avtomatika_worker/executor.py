@@ -35,6 +35,7 @@ import orjson
 
 from . import typed
 from .errors import TaskFailure
+from .files import FilesFactory, TaskFiles, files_kwargs, open_workspace
 from .handlers import RegisteredHandler, RunSync, blocking
 from .schemas import problem as schema_problem
 from .typing import CANCELLED, FAILURE, INVALID_INPUT_ERROR, PERMANENT_ERROR, SUCCESS, TRANSIENT_ERROR
@@ -59,13 +60,14 @@ class Outcome:
     error: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     costs: dict[str, float] | None = None
+    data_metadata: dict[str, Any] | None = None  # output files: {data key: {uri, size, etag}} (files.py)
     execution_seconds: float | None = field(default=None, compare=False)  # measured by execute()
 
     def to_message(self, timing: bool = False) -> dict[str, Any]:
         """Return the `status`/`data`/`error`/`metadata`/`costs` members of a result message; with
         `timing`, costs carry `execution_time_seconds` (what the worker sends; tests leave it out)."""
         message: dict[str, Any] = {"status": self.status}
-        for key in ("data", "error", "metadata"):
+        for key in ("data", "error", "metadata", "data_metadata"):
             if (value := getattr(self, key)) is not None:
                 message[key] = value
         costs = dict(self.costs or {})
@@ -124,6 +126,7 @@ class TaskTools:
     add_to_hot_skills: Callable[[str], None] = _no_hot_skill
     remove_from_hot_skills: Callable[[str], None] = _no_hot_skill
     middlewares: tuple[Middleware, ...] = ()
+    files: FilesFactory | None = None  # the task's file workspace (`files` kwarg); None: local files only
 
 
 NO_TOOLS = TaskTools()
@@ -175,6 +178,18 @@ async def _through_middlewares(
 
 async def execute(handler: RegisteredHandler, task: dict[str, Any], tools: TaskTools = NO_TOOLS) -> Outcome:
     """Run the handler for one task and normalise its result; never raises except on cancellation."""
+    files = open_workspace(handler.accepted_kwargs, task, tools.files)
+    try:
+        outcome = await _execute(handler, task, tools, files)
+        return outcome if files is None else await publish_outputs(handler.name, outcome, files)
+    finally:
+        if files is not None:
+            files.close()  # however the task ends: success, failure, cancel, shutdown
+
+
+async def _execute(
+    handler: RegisteredHandler, task: dict[str, Any], tools: TaskTools, files: TaskFiles | None
+) -> Outcome:
     params = task.get("params", {})
     if params is None:
         params = {}
@@ -187,7 +202,8 @@ async def execute(handler: RegisteredHandler, task: dict[str, Any], tools: TaskT
         return failure(INVALID_INPUT_ERROR, str(exc))
     started = time.perf_counter()
     try:
-        value = await _through_middlewares(handler, task, params, _task_values(handler, task, tools), tools)
+        kwargs = _task_values(handler, task, tools) | files_kwargs(handler.accepted_kwargs, files)
+        value = await _through_middlewares(handler, task, params, kwargs, tools)
     except TaskFailure as exc:
         logger.warning("handler %r failed with %s: %s", handler.name, exc.code, exc.message)
         outcome = failure(exc.code, exc.message or type(exc).__name__, exc.details)
@@ -204,6 +220,20 @@ async def execute(handler: RegisteredHandler, task: dict[str, Any], tools: TaskT
         )
         outcome = replace(outcome, metadata=None)
     return replace(outcome, execution_seconds=time.perf_counter() - started)
+
+
+async def publish_outputs(name: str, outcome: Outcome, files: TaskFiles) -> Outcome:
+    """Upload the workspace files a successful result names; their URIs in `data`, their `data_metadata`."""
+    if outcome.status != SUCCESS or not outcome.data:
+        return outcome
+    try:
+        data, uploaded = await files.publish(outcome.data)
+    except TaskFailure as exc:
+        return failure(exc.code, exc.message)
+    except Exception as exc:
+        logger.exception("handler %r: uploading its output files failed; reporting %s", name, TRANSIENT_ERROR)
+        return failure(TRANSIENT_ERROR, f"uploading output files failed: {exc or type(exc).__name__}")
+    return replace(outcome, data=data, data_metadata=uploaded or None)
 
 
 def typed_params(handler: RegisteredHandler, params: dict[str, Any]) -> Any:

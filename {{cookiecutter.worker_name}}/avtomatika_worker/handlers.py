@@ -31,7 +31,9 @@ RunSync = Callable[[Callable[[], Any]], Awaitable[Any]]
 TASK_KWARGS = (
     "task_id", "job_id", "priority", "deadline", "tracing_context", "metadata", "security",
     "skill_version", "send_progress", "send_event", "state", "add_to_hot_skills", "remove_from_hot_skills",
+    "files", "task_files",
 )  # fmt: skip
+_BY_NAME_ONLY = frozenset({"files", "task_files"})  # a file workspace only for a handler that names it
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -120,7 +122,7 @@ class RegisteredHandler:
         params_as, taken = _params_binding(params)
         accepts_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
         by_name = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-        accepted = frozenset(TASK_KWARGS) if accepts_all else frozenset(TASK_KWARGS) & by_name
+        accepted = frozenset(TASK_KWARGS) - _BY_NAME_ONLY if accepts_all else frozenset(TASK_KWARGS) & by_name
         for p in params:
             if p is taken or p.kind in _VARIADIC or p.default is not inspect.Parameter.empty:
                 continue

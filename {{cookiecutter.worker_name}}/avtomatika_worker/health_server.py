@@ -13,12 +13,21 @@ from pathlib import Path
 from aiohttp import web
 
 from .liveness import check
+from .metrics import CONTENT_TYPE, Metrics
 
 
 class HealthServer:
     """Serves `GET /health` from the liveness file until `stop()`."""
 
-    def __init__(self, port: int, liveness_path: Path, max_age: float, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self,
+        port: int,
+        liveness_path: Path,
+        max_age: float,
+        host: str = "0.0.0.0",
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics  # WORKER_METRICS_PORT: also `GET /metrics` and `GET /healthz`
         self._port = port
         self._host = host
         self._path = liveness_path
@@ -29,6 +38,9 @@ class HealthServer:
         """Bind and serve; raises OSError when the port is taken."""
         app = web.Application()
         app.router.add_get("/health", self._health)
+        if self._metrics is not None:
+            app.router.add_get("/healthz", self._health)
+            app.router.add_get("/metrics", self._exposition)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -43,6 +55,10 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _exposition(self, request: web.Request) -> web.Response:
+        assert self._metrics is not None
+        return web.Response(body=self._metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _health(self, request: web.Request) -> web.Response:
         problem = check(self._path, self._max_age, time.time())

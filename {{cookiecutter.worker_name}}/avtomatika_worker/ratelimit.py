@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import observe
+
 logger = logging.getLogger(__name__)
 
 POLL = "poll"
@@ -276,6 +278,7 @@ class RateBudget:
             return  # one line per pause; a 429 pause was announced by refused()
         window.pausing = True
         window.pauses += 1
+        observe.get().on_rate_limit_pause(window.kind)
         if window.pauses == 1:
             logger.warning(
                 "pacing %s requests: %d sent in the orchestrator's current %g s rate-limit window (its "

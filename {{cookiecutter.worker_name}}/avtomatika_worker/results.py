@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from . import observe
 from ._logging import task_context
 from .errors import OrchestratorRejectedError, OrchestratorUnavailableError, TransportError
 from .liveness import sync_directory, write_atomically
@@ -89,6 +90,7 @@ class ResultSpool:
         except (OSError, TypeError) as exc:
             logger.error("cannot spool the result to %s (%s); it is kept in memory only", path, exc)
             return None
+        observe.get().on_spool(1)
         return path
 
     def load(self) -> list[PendingResult]:
@@ -115,6 +117,7 @@ class ResultSpool:
             return
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+            observe.get().on_spool(-1)
         sync_directory(self.directory)
 
 
@@ -172,6 +175,7 @@ class ResultSender:
     def replay(self) -> int:
         """Queue every result left in the spool by an earlier run; returns how many."""
         pending = self._spool.load()
+        observe.get().on_spool(sum(1 for item in pending if item.path is not None))
         for item in pending:
             self._retries.put_nowait(item)
         if pending:

@@ -19,15 +19,17 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from . import observe, tracing
 from ._logging import task_context
 from .admission import Admission
 from .cancellation import Cancellations
 from .config import WorkerConfig
 from .events import EventSender
 from .executor import Middleware, Outcome, TaskTools, check_fraction, execute, failure, task_deadline
+from .files import FileStore
 from .handlers import RegisteredHandler
 from .hot_skills import HotSkills
 from .results import ResultSender
@@ -81,6 +83,7 @@ class TaskRunner:
         self._slots = slots
         self._runs: dict[asyncio.Task[None], dict[str, Any]] = {}  # outer task -> the task as delivered
         self._handler_runs: dict[str, asyncio.Task[Outcome]] = {}
+        self._files = FileStore(config.files)  # the S3 client and the input cache, shared by every task
         self._shut_down: set[str] = set()
         self._freed: set[asyncio.Task[Any]] = set()
         self._expired: set[str] = (
@@ -131,7 +134,7 @@ class TaskRunner:
     async def _run(self, task: dict[str, Any], job_id: str, task_id: str) -> None:
         with task_context(task_id, job_id):
             try:
-                outcome = await self._outcome(task, job_id, task_id)
+                outcome = await self._observed(task, job_id, task_id)
             except asyncio.CancelledError:
                 # Abandoned at shutdown (the handler ignored its cancellation): still hand it back.
                 self._finish(task, job_id, task_id, self._interrupted(task_id))
@@ -185,6 +188,20 @@ class TaskRunner:
         if task_id in self._shut_down:
             return None
         return failure(TRANSIENT_ERROR, "the handler was cancelled")
+
+    async def _observed(self, task: dict[str, Any], job_id: str, task_id: str) -> Outcome | None:
+        """`_outcome` inside the task's span, counted by skill and outcome (observe.py, tracing.py)."""
+        skill, began, status = task["type"], time.perf_counter(), "interrupted"
+        observe.get().on_task_start(skill)
+        with tracing.task_span(task) as set_outcome:
+            try:
+                outcome = await self._outcome(task, job_id, task_id)
+                if outcome is not None:
+                    status = CANCELLED if self._cancellations.is_cancelled(task_id) else outcome.status
+                return outcome
+            finally:
+                set_outcome(status)
+                observe.get().on_task_end(skill, status, time.perf_counter() - began)
 
     async def _outcome(self, task: dict[str, Any], job_id: str, task_id: str) -> Outcome | None:
         task_type = task["type"]
@@ -255,9 +272,10 @@ class TaskRunner:
             await send_event(PROGRESS_EVENT, {"progress": fraction, "message": str(message)})
 
         hot = self._hot_skills
-        return TaskTools(
+        tools = TaskTools(
             send_progress, send_event, self._state, self._run_sync, hot.add, hot.remove, self._middlewares
         )
+        return replace(tools, files=self._files.workspace)
 
     async def _run_sync(self, call: Callable[[], Any]) -> Any:
         """Run a sync handler in the pool, sized like the concurrency (never on the event loop)."""

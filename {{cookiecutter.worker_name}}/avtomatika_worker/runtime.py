@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
+from . import observe, tracing
 from .admission import Admission
 from .cancellation import Cancellations
 from .config import WorkerConfig
@@ -26,6 +27,7 @@ from .health_server import HealthServer
 from .heartbeat import Heartbeater
 from .hot_skills import HotSkills
 from .liveness import LivenessFile, max_age
+from .metrics import Metrics
 from .peers import PeerView, idle_peers
 from .poller import Poller
 from .ratelimit import RESULT, RateBudget
@@ -72,6 +74,7 @@ class Runtime:
         self._draining = False
         self._registered = False  # a stop before the first registration owes the orchestrator no heartbeat
         self._health_server: HealthServer | None = None
+        self._metrics_server: HealthServer | None = None
         self.force_stop = asyncio.Event()
         self.handover = Handover(config.spool_path, config.worker_id)
         self.liveness = LivenessFile(config.health_path, config.worker_id, 2 * config.heartbeat_interval)
@@ -129,6 +132,7 @@ class Runtime:
 
         self.hot_skills.listen(publish_hot_skills)
         await self._serve_health()
+        await self._serve_metrics()
         self._watch("resume", self._resume(self.handover.take_tasks()))
         logger.info(
             "worker %s (%s) connecting to %s with skills %s",
@@ -225,6 +229,26 @@ class Runtime:
         self.liveness.remove()
         if self._health_server is not None:
             await self._health_server.stop()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            observe.install(None)
+        await asyncio.to_thread(tracing.shutdown)  # flush buffered spans (no-op when tracing is off)
+
+    async def _serve_metrics(self) -> None:
+        """Serve GET /metrics and /healthz on WORKER_METRICS_PORT when it is set (metrics.py)."""
+        port = self.config.metrics_port
+        if port is None:
+            return
+        metrics = Metrics()
+        server = HealthServer(port, self.config.health_path, max_age(self.config), metrics=metrics)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"WORKER_METRICS_PORT={port}: cannot serve metrics ({exc}); pick a free port"
+            ) from exc
+        observe.install(metrics)
+        self._metrics_server = server
 
     async def _serve_health(self) -> None:
         """Serve GET /health on WORKER_PORT when it is set (health_server.py)."""

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from . import observe, tracing
 from .config import WorkerConfig
 from .endpoints import Endpoints
 from .errors import (
@@ -223,6 +224,7 @@ class OrchestratorClient:
                 total=request_timeout, sock_connect=min(request_timeout, CONNECT_TIMEOUT)
             )
         pending = self.watch.start(f"{method} {path}", poll=kind == POLL)
+        began, span = time.perf_counter(), tracing.request_span(kind, method, path)
         status = 0
         try:
             async with self._get_session().request(
@@ -247,6 +249,8 @@ class OrchestratorClient:
         finally:
             self.budget.release(kind)
             self.watch.finish(pending, empty_poll=kind == POLL and status == 204)
+            observe.get().on_request(kind, time.perf_counter() - began, 200 <= status < 300)
+            tracing.end_request_span(span, status)
         if status == 429:
             self.budget.refused(kind, retry_after_seconds(retry_after))
         try:

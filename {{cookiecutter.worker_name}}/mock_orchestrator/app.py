@@ -12,6 +12,7 @@ from aiohttp import web
 from .cancel_flags import CancelFlags, FlagStore
 from .control_api import setup_control_routes
 from .dashboard import setup_dashboard_routes
+from .files import setup_file_routes
 from .rate_limits import LIMITER_KEY, RateLimiter
 from .responses import error_reply, json_reply
 from .settings import MockSettings
@@ -97,6 +98,7 @@ def create_app(settings: MockSettings, *, redis_client: FlagStore | None = None)
     setup_websocket_route(app)
     setup_control_routes(app)
     setup_dashboard_routes(app)
+    setup_file_routes(app, settings.s3)
     app.on_startup.append(_queue_demo_task)
     app.on_shutdown.append(_release_long_polls)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -37,10 +38,13 @@ ACTIVE = frozenset({"queued", "running"})
 UNSUCCESSFUL = frozenset({"failure", "cancelled", "quarantined"})
 REQUIREMENTS_EXAMPLE = '\'{"resources": {"devices": [{"type": "gpu"}]}}\''
 PARAMS_EXAMPLE = '\'{"items": ["apple"]}\''
+FILE_PARAM = "input_file"  # the param a bare --file PATH fills
 EPILOG = """examples:
   python -m mock_orchestrator.cli submit check_inventory '{"items": ["apple"]}' --wait
   python -m mock_orchestrator.cli watch              follow every task (Ctrl-C ends)
   python -m mock_orchestrator.cli show 3f2a          a unique start of a task id is enough
+  python -m mock_orchestrator.cli submit count_lines --file data.csv --wait
+                                                     upload a file (s3_files); params.input_file = s3://...
 
 CLIENT_TOKEN and MOCK_ORCHESTRATOR_PORT (default 8080; or MOCK_ORCHESTRATOR_URL for a mock elsewhere)
 come from the environment or .env (the environment wins).
@@ -155,9 +159,26 @@ def wait_done(client: Client, task: dict[str, Any], timeout: float | None) -> di
     return task
 
 
+def attach_files(session: Session, body: dict[str, Any], files: list[str]) -> None:
+    """Upload each ``[PARAM=]PATH`` and put its s3:// URI in params[PARAM], its FileMetadata in params_metadata."""
+    for given in files:
+        param, equals, path = given.partition("=")
+        if not equals or os.path.exists(given):
+            param, path = FILE_PARAM, given
+        if not param.isidentifier():
+            raise CliError(
+                f"--file {given!r} is invalid: PARAM must be a name, e.g. --file report=data.csv", EXIT_USAGE
+            )
+        meta = session.client.upload(path)
+        session.note(f"uploaded {path} as {meta['uri']} ({meta['size']} bytes); params.{param} is its URI")
+        body["params"][param] = meta["uri"]
+        body.setdefault("params_metadata", {})[param] = meta
+
+
 def cmd_submit(session: Session, args: argparse.Namespace) -> int:
     """Queue a task; with --wait (or --timeout), also wait for it and show how it ended."""
     body: dict[str, Any] = {"type": args.type, "params": parse_params(args.params)}
+    attach_files(session, body, args.file or [])
     if args.priority is not None:
         body["priority"] = args.priority
     if args.deadline is not None:
@@ -313,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument(
         "--metadata", metavar="JSON", help="the job's metadata; results' metadata is merged into it"
+    )
+    submit.add_argument(
+        "--file",
+        action="append",
+        metavar="[PARAM=]PATH",
+        help=f"upload PATH to the mock's S3 bucket; params.PARAM (default {FILE_PARAM}) becomes its s3:// URI "
+        "(repeatable; needs the s3_files option's S3 settings)",
     )
     submit.add_argument("--wait", action="store_true", help="wait until the task is done and show it")
     submit.add_argument(

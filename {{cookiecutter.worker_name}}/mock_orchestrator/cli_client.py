@@ -6,6 +6,8 @@ Standard library only, like the whole CLI.
 from __future__ import annotations
 
 import json
+import mimetypes
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -78,9 +80,29 @@ class Client:
         """Send one request and return the decoded JSON reply."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        request.add_header("X-Client-Token", self.token)
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        return self._send(request, timeout)
+
+    def upload(self, path: str) -> dict[str, Any]:
+        """Stream a local file to the mock's S3 bucket (POST /api/v1/files); its FileMetadata."""
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below, after the request
+        except OSError as exc:
+            raise CliError(
+                f"--file {path!r} cannot be read ({exc.strerror}): name a file", EXIT_USAGE
+            ) from None
+        with handle:
+            name = urllib.parse.quote(os.path.basename(path))
+            request = urllib.request.Request(
+                f"{self.url}/api/v1/files?name={name}", data=handle, method="POST"
+            )
+            request.add_header("Content-Length", str(os.fstat(handle.fileno()).st_size))
+            request.add_header("Content-Type", mimetypes.guess_type(path)[0] or "application/octet-stream")
+            return dict(self._send(request, REQUEST_TIMEOUT))
+
+    def _send(self, request: urllib.request.Request, timeout: float) -> Any:
+        request.add_header("X-Client-Token", self.token)
         try:
             with self.open(request, timeout) as response:
                 return json.loads(response.read() or b"null")
@@ -106,18 +128,27 @@ class Client:
             )
         if exc.code == 400:
             return CliError(f"the mock orchestrator rejected the request: {reason}", EXIT_USAGE, 400)
+        if exc.code == 501:
+            return CliError(f"{reason} (HTTP 501 from {self.url})", EXIT_USAGE, 501)
         return CliError(f"{reason} (HTTP {exc.code} from {self.url})", status=exc.code)
 
     def task(self, task_id: str, wait: float | None = None) -> dict[str, Any]:
         """One task's view; with ``wait``, once it is done or after that many seconds."""
         path = f"/api/v1/tasks/{urllib.parse.quote(task_id, safe='')}"
         if wait is None:
-            return dict(self.call("GET", path))
-        return dict(self.call("GET", f"{path}?wait={wait:g}", timeout=wait + REQUEST_TIMEOUT))
+            return self._linked(self.call("GET", path))
+        return self._linked(self.call("GET", f"{path}?wait={wait:g}", timeout=wait + REQUEST_TIMEOUT))
 
     def tasks(self) -> list[dict[str, Any]]:
         """Every task, newest first."""
-        return list(self.call("GET", "/api/v1/tasks")["tasks"])
+        return [self._linked(task) for task in self.call("GET", "/api/v1/tasks")["tasks"]]
+
+    def _linked(self, task: dict[str, Any]) -> dict[str, Any]:
+        """The task with its output files' download links made absolute (they are relative to the mock)."""
+        for entry in task.get("output_files") or []:
+            if str(entry.get("download", "")).startswith("/"):
+                entry["download"] = f"{self.url}{entry['download']}"
+        return dict(task)
 
     def workers(self) -> list[dict[str, Any]]:
         """The live workers."""

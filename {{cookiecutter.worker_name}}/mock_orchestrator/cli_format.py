@@ -133,6 +133,9 @@ def _task_extras(task: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
     if task.get("metadata"):
         lines.append(("metadata", compact(task["metadata"], 400)))
+    for entry in task.get("output_files") or []:
+        size = f" ({entry['size']} bytes)" if isinstance(entry.get("size"), int) else ""
+        lines.append(("output file", f"{entry.get('name') or entry['uri']}{size}: {entry['download']}"))
     if task.get("costs"):
         lines.append(("costs", compact(task["costs"], 400)))
     if task.get("picked_up_at"):

@@ -14,7 +14,14 @@ from aiohttp import web
 from .records import QUARANTINED
 from .responses import error_reply, json_reply
 from .state import STATE_KEY, CancelRefused, MockState
-from .submissions import SUBMIT_EXAMPLE, InvalidRequest, parse_metadata, parse_requirements, parse_submission
+from .submissions import (
+    SUBMIT_EXAMPLE,
+    InvalidRequest,
+    parse_metadata,
+    parse_params_metadata,
+    parse_requirements,
+    parse_submission,
+)
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
 MAX_WAIT_SECONDS = 300.0
@@ -54,7 +61,8 @@ async def submit_task(request: web.Request) -> web.StreamResponse:
     task_type, params, priority, deadline = parse_submission(body)
     requirements = parse_requirements(body)
     state: MockState = request.app[STATE_KEY]
-    task = await state.submit(task_type, params, priority, deadline, requirements, parse_metadata(body))
+    metadata, params_metadata = parse_metadata(body), parse_params_metadata(body)
+    task = await state.submit(task_type, params, priority, deadline, requirements, metadata, params_metadata)
     if task.status == QUARANTINED:
         log.warning("task %s (%s) quarantined at dispatch: %s", task.task_id, task_type, task.error_message)
     else:

@@ -128,6 +128,8 @@ class Task:
     costs: dict[str, Any] | None = None
     picked_up_at: Any = None  # as the worker reported it in its result
     events: list[dict[str, Any]] = field(default_factory=list)
+    params_metadata: dict[str, Any] | None = None  # FileMetadata of s3:// params, sent with the task
+    data_metadata: dict[str, Any] | None = None  # FileMetadata of the result's output files
 
     @property
     def current(self) -> Attempt:
@@ -175,4 +177,6 @@ class Task:
             "costs": self.costs,
             "picked_up_at": self.picked_up_at,
             "events": self.events,
+            "params_metadata": self.params_metadata,
+            "data_metadata": self.data_metadata,
         }

@@ -120,8 +120,11 @@ def _apply(state: MockState, task: Task, status: str, result: dict[str, Any]) ->
         state.tasks.end(task, CANCELLED)
         return {"status": "accepted", "transition": "cancelled_handled"}
     # Every other status has a transition here (a mock blueprint maps them all): even after a cancel,
-    # a success revives the job, exactly like 1.0b30 does. Its metadata is merged into the job's.
+    # a success revives the job, exactly like 1.0b30 does. Its metadata is merged into the job's, and
+    # so is its data_metadata (the FileMetadata of its output files) into the job's data_metadata.
     task.data, task.error = result.get("data"), None
+    if result.get("data_metadata"):
+        task.data_metadata = {**(task.data_metadata or {}), **result["data_metadata"]}
     if result.get("metadata") and task.metadata is not None:
         task.metadata.update(result["metadata"])
     state.tasks.end(task, status)

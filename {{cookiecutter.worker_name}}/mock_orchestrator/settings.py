@@ -19,6 +19,9 @@ Environment (``python -m mock_orchestrator``; ``.env`` is read, the real environ
 | ``MOCK_WORKERS_TOML`` | unset | path of a workers.toml (``[worker_id]`` tables with ``token = "..."``): that |
 | | | worker must use its individual token, which is also its HMAC key |
 | ``MOCK_LOG_LEVEL`` | ``INFO`` | ``DEBUG``/``INFO``/``WARNING``/``ERROR``; ``INFO`` logs every task hand-out and result |
+| ``S3_ENDPOINT_URL``, ``S3_ACCESS_KEY``, | unset | files through S3 (all three or none; the orchestrator's names): uploads |
+| ``S3_SECRET_KEY`` | | (``POST /api/v1/files``), ``params_metadata`` and download links of output files |
+| ``S3_DEFAULT_BUCKET``, ``S3_REGION`` | ``avtomatika-payloads``, ``us-east-1`` | the bucket (created at start-up) and region |
 | ``MOCK_RATE_LIMITS`` | ``off`` | avtomatika's per-worker limiter (429 when over): ``on`` = its defaults |
 | | | ``poll=60,heartbeat=120,other=100,period=60``, or any subset of that list, e.g. ``poll=10,period=5`` |
 | | | (requests of one type per worker within ``period`` s; every request, refused ones too, restarts it) |
@@ -38,6 +41,7 @@ from typing import Any
 import orjson
 
 from .address import parse_port, port_setting
+from .s3 import S3Settings, s3_settings
 from .submissions import InvalidRequest, parse_submission
 
 
@@ -73,6 +77,7 @@ class MockSettings:
     worker_tokens: Mapping[str, str] = field(default_factory=dict)  # individual tokens (workers.toml)
     rate_limits: RateLimits | None = None  # None: no rate limiting (MOCK_RATE_LIMITS unset or off)
     task_secret: str = field(default_factory=lambda: secrets.token_hex(32))  # signs each task's sig
+    s3: S3Settings | None = None  # files through S3 (S3_*); None: file routes answer 501
 
     def key_for(self, worker_id: Any) -> str:
         """The token a worker must present and sign with: its individual token, else the global one."""
@@ -214,6 +219,13 @@ def _log_level(env: Mapping[str, str]) -> str:
     return raw.upper()
 
 
+def _s3(env: Mapping[str, str]) -> S3Settings | None:
+    try:
+        return s3_settings(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def load_worker_tokens(path: str) -> dict[str, str]:
     """Read individual tokens from a workers.toml (``[worker_id]`` tables with ``token``), as avtomatika does."""
     example = "/app/workers.toml"
@@ -261,6 +273,7 @@ def load_server_config(env: Mapping[str, str]) -> ServerConfig:
         worker_tokens=load_worker_tokens(env["MOCK_WORKERS_TOML"]) if env.get("MOCK_WORKERS_TOML") else {},
         rate_limits=_rate_limits(env),
         task_secret=env.get("ORCHESTRATOR_SECRET_KEY", "") or secrets.token_hex(32),
+        s3=_s3(env),
     )
     port, port_variable = _port(env)
     return ServerConfig(

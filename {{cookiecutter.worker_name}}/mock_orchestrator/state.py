@@ -18,6 +18,7 @@ from aiohttp import web
 from .cancel_flags import CancelFlags
 from .changes import Changes
 from .channels import CommandChannels
+from .file_links import output_files
 from .records import ACTIVE_STATUSES, CANCELLED, QUARANTINED, QUEUED, Task, Worker
 from .registry import WorkerRegistry
 from .replay import ReplayCache
@@ -78,9 +79,10 @@ class MockState:
         deadline_in: float | None,
         requirements: Requirements | None = None,
         metadata: dict[str, Any] | None = None,
+        params_metadata: dict[str, Any] | None = None,
     ) -> Task:
         """Create a task; queue it, or quarantine it when the workers there are refuse it (as 1.0b30 does)."""
-        task = self.tasks.create(task_type, params, priority, deadline_in)
+        task = self.tasks.create(task_type, params, priority, deadline_in, params_metadata)
         task.requirements, task.metadata = requirements or Requirements(), metadata
         reason = self.dispatch_refusal(task)
         if reason is not None:
@@ -111,6 +113,8 @@ class MockState:
     def task_view(self, task: Task) -> dict[str, Any]:
         """The control-API view of a task; a queued one says why no live worker can take it, if so."""
         view = task.view()
+        if task.data_metadata or self.settings.s3 is not None:
+            view["output_files"] = output_files(task.data, task.data_metadata, self.settings.client_token)
         if task.status == QUEUED:
             view["waiting_reason"] = self.dispatch_refusal(task) if self.workers.live() else None
         return view

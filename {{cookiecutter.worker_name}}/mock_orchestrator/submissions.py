@@ -7,13 +7,14 @@ from typing import Any
 
 import orjson
 
+from .models import FILE_METADATA, ModelError, check
 from .requirements import Requirements
 
 SUBMIT_EXAMPLE = '{"type": "check_inventory", "params": {"items": ["apple"]}, "priority": 5, "deadline": 60}'
 # skill_version..resource_requirements are 1.0b30's task options, metadata its job-creation field; the four (dispatch_task's skill_version, skill_type, max_cost, resource_requirements).
 SUBMIT_FIELDS = (
     "type", "params", "priority", "deadline", "skill_version", "skill_type", "max_cost", "resource_requirements",
-    "metadata",
+    "metadata", "params_metadata",
 )  # fmt: skip
 REQUIREMENT_KEYS = ("resources", "installed_software", "installed_artifacts", "extra_requirements")
 
@@ -101,6 +102,34 @@ def parse_metadata(body: Any) -> dict[str, Any] | None:
     if metadata is not None and not isinstance(metadata, dict):
         raise _invalid_field("metadata", metadata, "must be a JSON object", '{"metadata": {"source": "cli"}}')
     return metadata
+
+
+def parse_params_metadata(body: Any) -> dict[str, Any] | None:
+    """The FileMetadata of a submission's s3:// params (what 1.0b30 sends on from a job's data_metadata).
+
+    Keyed by param name like the orchestrator's: it sends only the entries whose key is a param.
+    """
+    fields = _check_fields(body)
+    value = fields.get("params_metadata")
+    example = '{"params_metadata": {"input_file": {"uri": "s3://avtomatika-payloads/in.csv", "size": 12}}}'
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid_field(
+            "params_metadata", value, "must be a JSON object of FileMetadata by param", example
+        )
+    params = fields.get("params") or {}
+    for name, meta in value.items():
+        if name not in params:
+            rule = f"names no param (the params are {', '.join(params) or 'none'})"
+            raise _invalid_field(f"params_metadata.{name}", meta, rule, example)
+        try:
+            check(FILE_METADATA, meta)
+        except ModelError as exc:
+            raise _invalid_field(
+                f"params_metadata.{name}", meta, f"must be a FileMetadata ({exc})", example
+            ) from None
+    return value
 
 
 def parse_requirements(body: Any) -> Requirements:

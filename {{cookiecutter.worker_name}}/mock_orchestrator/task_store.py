@@ -53,15 +53,23 @@ class TaskStore:
         return Attempt(task_id=task_id, payload=payload)
 
     def create(
-        self, task_type: str, params: dict[str, Any], priority: float, deadline_in: float | None
+        self,
+        task_type: str,
+        params: dict[str, Any],
+        priority: float,
+        deadline_in: float | None,
+        params_metadata: dict[str, Any] | None = None,
     ) -> Task:
-        """Store a new task with its first attempt (not queued yet)."""
+        """Store a new task with its first attempt (not queued yet); ``params_metadata`` rides in its payload."""
         now = self._clock()
         job_id, task_id = str(uuid.uuid4()), f"task-{uuid.uuid4()}"
         deadline = now + deadline_in if deadline_in is not None else None
         body = {"type": task_type, "params": params, "priority": priority, "step": 1}
         body |= {"tracing_context": {}, "deadline": deadline}
+        if params_metadata:
+            body["params_metadata"] = params_metadata
         task = Task(task_id, job_id, task_type, params, priority, now, next(self._seq), deadline)
+        task.params_metadata = params_metadata or None
         task.attempts.append(self._attempt(task_id, job_id, body))
         self._tasks[task_id] = self._jobs[job_id] = task
         return task

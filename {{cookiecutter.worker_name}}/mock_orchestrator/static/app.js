@@ -19,6 +19,7 @@
     taskMessage: $("task-message"),
     form: $("submit-form"), type: $("task-type"), params: $("task-params"), priority: $("task-priority"),
     submitMessage: $("submit-message"),
+    fileRow: $("file-row"), file: $("task-file"), fileParam: $("task-file-param"),
   };
   const workerRows = new Map();
   const taskRows = new Map();
@@ -180,11 +181,26 @@
     return Object.keys(shown).length ? shown : null;
   }
 
+  // Output files (s3_files): links through the mock, which streams them from S3.
+  function fileLinks(task) {
+    const list = document.createElement("ul");
+    list.className = "files";
+    for (const file of task.output_files || []) {
+      const link = list.appendChild(document.createElement("li")).appendChild(document.createElement("a"));
+      link.href = file.download;
+      link.download = "";
+      link.textContent = `${file.name || file.uri}${file.size != null ? ` (${file.size} bytes)` : ""}`;
+      link.title = file.uri;
+    }
+    return list;
+  }
+
   function renderResult(cell, task) {
     const outcome = task.error || task.data || (task.error_message ? { message: task.error_message } : null);
     const more = extras(task);
     const result = outcome || more;
-    const key = result ? JSON.stringify([outcome, more]) : "";
+    const files = task.output_files || [];
+    const key = result ? JSON.stringify([outcome, more, files]) : "";
     if (cell.dataset.key === key) return;
     cell.dataset.key = key;
     if (!result) { cell.replaceChildren("—"); return; }
@@ -196,6 +212,7 @@
     details.appendChild(document.createElement("pre")).textContent = JSON.stringify(result, null, 2);
     if (outcome && more) details.appendChild(document.createElement("pre")).textContent = JSON.stringify(more, null, 2);
     cell.replaceChildren(details);
+    if (files.length) cell.appendChild(fileLinks(task));
   }
 
   function renderTasks(tasks) {
@@ -277,6 +294,20 @@
     if (!token) { needToken("Enter the client token to connect."); return; }
     follower = new AbortController();
     follow(follower.signal);
+    api("GET", "/api/v1/files").then((files) => { ui.fileRow.hidden = !files.enabled; }, () => {});
+  }
+
+  // Streams the chosen file to the mock (POST /api/v1/files), which stores it in S3: its FileMetadata.
+  async function uploadFile(file) {
+    const response = await fetch(`/api/v1/files?name=${encodeURIComponent(file.name)}`, {
+      method: "POST", body: file, cache: "no-store",
+      headers: { "X-Client-Token": token, "Content-Type": file.type || "application/octet-stream" },
+    });
+    const data = await response.json().catch(() => null);
+    const reason = (data && data.error) || `${response.status} ${response.statusText}`;
+    if (response.status === 403) throw new AuthError(reason);
+    if (!response.ok) throw new Error(`upload of ${file.name} failed: ${reason}`);
+    return data;
   }
 
   function report(element, text, problem) {
@@ -308,7 +339,7 @@
 
   async function submitTask(event) {
     event.preventDefault();
-    for (const field of [ui.type, ui.params, ui.priority]) field.removeAttribute("aria-invalid");
+    for (const field of [ui.type, ui.params, ui.priority, ui.fileParam]) field.removeAttribute("aria-invalid");
     const type = ui.type.value;
     if (!type) { flag(ui.type, "Choose a task type: no worker has registered a skill yet."); return; }
     const params = readParams();
@@ -318,8 +349,21 @@
       flag(ui.priority, "Priority must be a number, e.g. 0 or 5 (higher runs first).");
       return;
     }
+    const file = ui.fileRow.hidden ? null : ui.file.files[0];
+    const param = ui.fileParam.value.trim();
+    if (file && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(param)) {
+      flag(ui.fileParam, "Param must be a name such as input_file: the file's s3:// URI goes into params[Param].");
+      return;
+    }
     try {
-      const task = await api("POST", "/api/v1/tasks", { body: { type, params, priority } });
+      const body = { type, params, priority };
+      if (file) {
+        report(ui.submitMessage, `Uploading ${file.name}…`, false);
+        const meta = await uploadFile(file);
+        params[param] = meta.uri;
+        body.params_metadata = { [param]: meta };
+      }
+      const task = await api("POST", "/api/v1/tasks", { body });
       report(ui.submitMessage, `Queued ${type} as task ${shortId(task.task_id)}.`, false);
     } catch (error) {
       if (error instanceof AuthError) refused(error);

@@ -17,7 +17,7 @@ from services import FAILED_KEY, PROJECT_ROOT, free_port, skip_or_fail
 
 OVERRIDE = Path(__file__).with_name("compose.e2e.yml")
 # The stack's published ports; each run takes free ones (a local stack or Redis may hold the defaults).
-HOST_PORTS = ("MOCK_ORCHESTRATOR_PORT", "REDIS_PORT")
+HOST_PORTS = ("MOCK_ORCHESTRATOR_PORT", "REDIS_PORT", "S3_PORT")  # S3_PORT: the s3 service (s3_files)
 
 
 def docker_engine_available() -> bool:
