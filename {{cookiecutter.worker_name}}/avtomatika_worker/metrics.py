@@ -10,7 +10,7 @@ import bisect
 import math
 from collections import defaultdict
 
-from .observe import CHANNELS
+from .observe import CHANNELS, Observer
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -44,8 +44,8 @@ class _Histogram:
         return out
 
 
-class Metrics:
-    """The metrics observer (observe.Observer) and its text exposition."""
+class Metrics(Observer):
+    """The metrics observer and its text exposition."""
 
     def __init__(self) -> None:
         self.tasks: dict[Labels, int] = defaultdict(int)

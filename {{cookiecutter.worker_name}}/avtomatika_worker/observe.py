@@ -7,8 +7,6 @@ task or job ids.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 # Cancel sources (cancellation.py) folded into a bounded `channel` label.
 CHANNELS = {
     "Redis flag": "redis",
@@ -18,8 +16,8 @@ CHANNELS = {
 }
 
 
-class Observer(Protocol):
-    """What the worker reports about itself."""
+class Observer:
+    """What the worker reports about itself; this base observes nothing (one no-op call per event)."""
 
     def on_task_start(self, skill: str) -> None:
         """A task of `skill` started running."""
@@ -40,29 +38,9 @@ class Observer(Protocol):
         """A running task was cancelled through `source` (a cancellation.py source text)."""
 
 
-class NullObserver:
-    """Observes nothing: the default, so a worker without metrics pays one no-op call per event."""
+NO_OBSERVER = Observer()
 
-    def on_task_start(self, skill: str) -> None:
-        """Ignore."""
-
-    def on_task_end(self, skill: str, outcome: str, seconds: float) -> None:
-        """Ignore."""
-
-    def on_request(self, kind: str, seconds: float, ok: bool) -> None:
-        """Ignore."""
-
-    def on_rate_limit_pause(self, kind: str) -> None:
-        """Ignore."""
-
-    def on_spool(self, delta: int) -> None:
-        """Ignore."""
-
-    def on_cancel(self, source: str) -> None:
-        """Ignore."""
-
-
-_current: Observer = NullObserver()
+_current: Observer = NO_OBSERVER
 
 
 def get() -> Observer:
@@ -73,4 +51,4 @@ def get() -> Observer:
 def install(observer: Observer | None) -> None:
     """Send events to `observer` (None: back to the no-op default)."""
     global _current
-    _current = observer if observer is not None else NullObserver()
+    _current = observer if observer is not None else NO_OBSERVER

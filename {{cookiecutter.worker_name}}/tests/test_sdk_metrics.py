@@ -115,4 +115,4 @@ async def test_a_worker_serves_metrics_and_healthz_without_task_ids_in_labels(
     kinds = {labels["kind"] for labels, _ in found["avtomatika_worker_request_duration_seconds_count"]}
     assert {"poll", "result"} <= kinds
     assert all(task_id not in text for task_id in task_ids)
-    assert isinstance(observe.get(), observe.NullObserver)  # the stop puts the no-op observer back
+    assert observe.get() is observe.NO_OBSERVER  # the stop puts the no-op observer back
