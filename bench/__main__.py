@@ -134,7 +134,12 @@ def merge(saved: dict[str, Any], fresh: dict[str, Any], only: list[str]) -> dict
         doc["workers"] += part.pop("workers", [])
         doc["ratios"] += part.pop("ratios", [])
         doc.update(part)
-    doc["environment"] = {**saved["environment"], "remeasured": {"sections": only, **fresh["environment"]}}
+    earlier = saved["environment"].get("remeasured", {}).get("sections", [])
+    sections = [*(name for name in earlier if name not in only), *only]  # every later re-measurement
+    doc["environment"] = {
+        **saved["environment"],
+        "remeasured": {**fresh["environment"], "sections": sections},
+    }
     return doc
 
 

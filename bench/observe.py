@@ -63,17 +63,3 @@ def measure_observe(specs: dict[str, WorkerSpec], plan: Plan, tmp: Path, project
         )
     cpu_off, cpu_on = (s["cpu_ms_per_task"]["median"] for s in found)
     return {"off": found[0], "on": found[1], "added_cpu_ms_per_task": cpu_on - cpu_off}
-
-
-def observe_rows(result: dict[str, Any] | None) -> list[list[str]]:
-    """Report rows: tasks/s and CPU ms per task, off and on."""
-    if not result:
-        return []
-    out = []
-    for state in ("off", "on"):
-        row = result[state]
-        name = f"metrics+tracing {state} (ours vs mock, concurrency 1)"
-        out.append([f"{name}: tasks/s", f"{row['tasks_per_s']['median']:.1f}", "", ""])
-        out.append([f"{name}: CPU ms/task", f"{row['cpu_ms_per_task']['median']:.2f}", "", ""])
-    out.append(["metrics+tracing: added CPU ms/task", f"{result['added_cpu_ms_per_task']:.2f}", "", ""])
-    return out

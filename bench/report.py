@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .observe import observe_rows
-
 TARGETS = {
     ("mock", "ours", 1): ("tasks_per_s", ">=", 1000.0),
     ("mock", "ours", 8): ("tasks_per_s", ">=", 3000.0),
@@ -17,7 +15,8 @@ def fmt(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
-def _span(stats: dict[str, float]) -> str:
+def span(stats: dict[str, float]) -> str:
+    """`median (min-max)` of a measured figure."""
     return f"{fmt(stats['median'])} ({fmt(stats['min'])}-{fmt(stats['max'])})"
 
 
@@ -37,13 +36,13 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
         target = TARGETS.get((m["orchestrator"], m["worker"], m["concurrency"]))
         goal = f">= {target[2]:,.0f}" if target else ""
         verdict = _verdict(m["tasks_per_s"]["median"] >= target[2]) if target else ""
-        out.append([f"{name}: tasks/s", _span(m["tasks_per_s"]), goal, verdict])
+        out.append([f"{name}: tasks/s", span(m["tasks_per_s"]), goal, verdict])
         p99_goal = m["orchestrator"] == "mock" and m["worker"] == "ours"
-        out.append([f"{name}: pickup p50 ms", _span(m["pickup_p50_ms"]), "", ""])
+        out.append([f"{name}: pickup p50 ms", span(m["pickup_p50_ms"]), "", ""])
         out.append(
             [
                 f"{name}: pickup p99 ms",
-                _span(m["pickup_p99_ms"]),
+                span(m["pickup_p99_ms"]),
                 "<= 5" if p99_goal else "",
                 _verdict(m["pickup_p99_ms"]["median"] <= 5) if p99_goal else "",
             ]
@@ -57,12 +56,12 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
                     "MISSED",
                 ]
             )
-        out.append([f"{name}: CPU ms/task", _span(m["cpu_ms_per_task"]), "", ""])
+        out.append([f"{name}: CPU ms/task", span(m["cpu_ms_per_task"]), "", ""])
         rss_goal = m["concurrency"] == 1 and m["worker"] != "bare"
         out.append(
             [
                 f"{name}: idle RSS MiB",
-                _span(m["idle_rss_mb"]),
+                span(m["idle_rss_mb"]),
                 "<= 50" if rss_goal else "",
                 _verdict(m["idle_rss_mb"]["median"] <= 50) if rss_goal else "",
             ]
@@ -71,7 +70,7 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
         out.append(
             [
                 ratio["name"],
-                _span(ratio["ratio"]),
+                span(ratio["ratio"]),
                 ">= 20" if ratio["target"] else "",
                 _verdict(ratio["ratio"]["median"] >= 20) if ratio["target"] else "",
             ]
@@ -81,7 +80,7 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
         out.append(
             [
                 f"cancel via {c['channel']} ({c['worker']} vs {c['orchestrator']}) ms",
-                _span(c["cancel_ms"]),
+                span(c["cancel_ms"]),
                 "<= 100" if ws else "",
                 _verdict(c["cancel_ms"]["median"] <= 100) if ws else "",
             ]
@@ -89,7 +88,7 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
     out.extend(_image_rows(doc.get("image")))
     out.extend(_rate_rows(doc.get("ratelimit")))
     out.extend(_file_rows(doc.get("files")))
-    out.extend(observe_rows(doc.get("observe")))
+    out.extend(_observe_rows(doc.get("observe")))
     return out
 
 
@@ -98,17 +97,33 @@ def _file_rows(files: dict[str, Any] | None) -> list[list[str]]:
         return []
     name = f"files through S3 ({files['size_mb']} MiB object, moto on loopback)"
     return [
-        [f"{name}: worker TaskFiles down MB/s", _span(files["worker_down_mb_s"]), "", ""],
-        [f"{name}: bare obstore down MB/s", _span(files["bare_down_mb_s"]), "", ""],
-        [f"{name}: worker TaskFiles up MB/s", _span(files["worker_up_mb_s"]), "", ""],
-        [f"{name}: bare obstore up MB/s", _span(files["bare_up_mb_s"]), "", ""],
+        [f"{name}: worker TaskFiles down MB/s", span(files["worker_down_mb_s"]), "", ""],
+        [f"{name}: bare obstore down MB/s", span(files["bare_down_mb_s"]), "", ""],
+        [f"{name}: worker TaskFiles up MB/s", span(files["worker_up_mb_s"]), "", ""],
+        [f"{name}: bare obstore up MB/s", span(files["bare_up_mb_s"]), "", ""],
         [
             f"{name}: worker peak RSS growth while downloading MiB",
-            _span(files["worker_down_rss_growth_mib"]),
+            span(files["worker_down_rss_growth_mib"]),
             "< 30",
             _verdict(files["worker_down_rss_growth_mib"]["max"] < 30),
         ],
     ]
+
+
+def _observe_rows(result: dict[str, Any] | None) -> list[list[str]]:
+    """Report rows: tasks/s and CPU ms per task, off and on."""
+    if not result:
+        return []
+    out = []
+    for state in ("off", "on"):
+        row = result[state]
+        name = f"metrics+tracing {state} (ours vs mock, concurrency 1)"
+        out.append([f"{name}: tasks/s", span(row["tasks_per_s"]), "", ""])
+        out.append([f"{name}: CPU ms/task", span(row["cpu_ms_per_task"]), "", ""])
+    out.append(
+        ["metrics+tracing: added CPU ms/task (medians)", f"{result['added_cpu_ms_per_task']:.2f}", "", ""]
+    )
+    return out
 
 
 def rate_title(rate: dict[str, Any]) -> str:
@@ -137,11 +152,11 @@ def _rate_rows(rate: dict[str, Any] | None) -> list[list[str]]:
         out += [
             [
                 f"{name}: tasks/min over {window}",
-                _span(w["tasks_per_min"]),
+                span(w["tasks_per_min"]),
                 f">= {rate_goal(rate):.0f}" if ours else "",
                 _verdict(rpm >= rate_goal(rate)) if ours else "",
             ],
-            [f"{name}: steady tasks/min (first to last burst)", _span(w["steady_tasks_per_min"]), "", ""],
+            [f"{name}: steady tasks/min (first to last burst)", span(w["steady_tasks_per_min"]), "", ""],
             [f"{name}: HTTP 429 replies", _counts(w["http_429"]), "", ""],
             [
                 f"{name}: 429 storms (>= 3 in one period)",
@@ -168,8 +183,8 @@ def _image_rows(image: dict[str, Any] | None) -> list[list[str]]:
     return [
         ["image size MB", fmt(image["image_mb"]), "", ""],
         [f"image over base ({image['base_image']}) MB", fmt(over), "<= 30", _verdict(over <= 30)],
-        ["cold start s (docker run -> registered)", _span(spread(image["cold_start_s"])), "", ""],
-        ["rebuild s after a source-only change", _span(spread(image["rebuild_s"])), "", ""],
+        ["cold start s (docker run -> registered)", span(spread(image["cold_start_s"])), "", ""],
+        ["rebuild s after a source-only change", span(spread(image["rebuild_s"])), "", ""],
     ]
 
 
@@ -218,8 +233,25 @@ def _file_lines(files: dict[str, Any] | None) -> list[str]:
             "server (a separate process on loopback); the worker's path is a task run by the SDK's executor "
             "with `files: TaskFiles`: `download()` (streamed to disk, size and ETag checked against "
             "params_metadata, MD5 of the content checked) then `upload()` under jobs/<job_id>/; the bare "
-            "client is obstore alone (GET streamed to a file, PUT of the file), same server, same run. "
+            "client is obstore alone (GET streamed to a file, PUT of the file, no hashing), same server, same run. "
             "Peak RSS growth: VmHWM reset (/proc/self/clear_refs) just before the download."
+        )
+    ]
+
+
+def _observe_lines(result: dict[str, Any] | None) -> list[str]:
+    if not result:
+        return []
+    off = result["off"]
+    return [
+        (
+            f"- metrics+tracing rows ({len(off['runs']['tasks_per_s'])} run(s) each, interleaved, "
+            f"{off['tasks_per_run']} tasks per run, a fresh mock per run): off is the default worker (no "
+            "WORKER_METRICS_PORT, no OTEL_* variable: every event goes to the no-op observer and OpenTelemetry "
+            "is never imported, the code path of the other ours-vs-mock rows); on sets WORKER_METRICS_PORT "
+            "and OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/HTTP to an in-process sink that accepts and drops): a span "
+            "per task and per request, and the Prometheus counters. The added CPU is the difference of the "
+            "medians; tasks/s at concurrency 1 is bound by the round trip, so it moves with the machine's load."
         )
     ]
 
@@ -266,6 +298,7 @@ def markdown(doc: dict[str, Any], chart: str | None = None) -> str:
         ),
         *_rate_lines(doc.get("ratelimit")),
         *_file_lines(doc.get("files")),
+        *_observe_lines(doc.get("observe")),
         *(f"- note: {note}" for note in env.get("notes", [])),
         "",
         *([f"![Benchmark chart: medians with min-max whiskers]({chart})", ""] if chart else []),
