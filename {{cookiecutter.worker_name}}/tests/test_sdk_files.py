@@ -326,3 +326,19 @@ def test_settings_come_from_s3_variables_with_a_secret_file(tmp_path: Path) -> N
         FileSettings.from_env({"S3_ENDPOINT_URL": "s3:9000"})
     with pytest.raises(ConfigError, match="WORKER_BLOB_CACHE_MB"):
         FileSettings.from_env({"WORKER_BLOB_CACHE_MB": "lots"})
+
+
+@pytest.mark.parametrize("with_obstore", [True, False])
+def test_the_worker_process_ends_without_finalisation_once_obstore_is_loaded(with_obstore: bool) -> None:
+    """obstore's runtime can abort the interpreter's finalisation (SIGABRT); the end of run() skips it."""
+    script = (
+        "import atexit, sys\n"
+        + ("import obstore\n" if with_obstore else "")
+        + "from avtomatika_worker.worker import end_process\n"
+        "atexit.register(lambda: print('finalised', flush=True))\n"
+        "print('stopped', flush=True)\n"
+        "end_process(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == (["stopped"] if with_obstore else ["stopped", "finalised"])
