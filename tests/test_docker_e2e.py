@@ -16,12 +16,12 @@ from processes import skip_or_fail
 pytestmark = pytest.mark.docker
 
 
-def test_default_project_passes_its_compose_e2e_suite(tmp_path: Path) -> None:
+def _run_e2e(project: Path, *args: str) -> str:
+    """Run the generated project's e2e tests (`args`: extra pytest arguments); returns its summary line."""
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         skip_or_fail("no Docker engine is running")
-    project = bake_in(make_sandbox(tmp_path / "sandbox"), tmp_path / "out")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", "-v"],
+        [sys.executable, "-m", "pytest", "-m", "e2e", "-p", "no:cacheprovider", "-v", *args],
         cwd=project,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
@@ -29,37 +29,18 @@ def test_default_project_passes_its_compose_e2e_suite(tmp_path: Path) -> None:
         check=False,
     )
     print(result.stdout[-20000:], result.stderr[-5000:])
-    assert result.returncode == 0, "the generated e2e suite failed (output above)"
-    summary = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 0, "the generated e2e tests failed (output above)"
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_default_project_passes_its_compose_e2e_suite(tmp_path: Path) -> None:
+    summary = _run_e2e(bake_in(make_sandbox(tmp_path / "sandbox"), tmp_path / "out"))
     assert re.search(r"\b\d+ passed\b", summary), summary
     assert "skipped" not in summary and "deselected" in summary, summary
 
 
 def test_s3_files_project_passes_its_file_e2e_tests(tmp_path: Path) -> None:
     """s3_files on: a file task end to end, a 200 MiB input's memory, a cancelled task's folder, a bad ETag."""
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        skip_or_fail("no Docker engine is running")
     project = bake_in(make_sandbox(tmp_path / "sandbox"), tmp_path / "out", s3_files=True)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-m",
-            "e2e",
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            "-s",
-            "tests/e2e/test_files.py",
-        ],
-        cwd=project,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    print(result.stdout[-20000:], result.stderr[-5000:])
-    assert result.returncode == 0, "the generated file e2e tests failed (output above)"
-    summary = result.stdout.strip().splitlines()[-1]
+    summary = _run_e2e(project, "-s", "tests/e2e/test_files.py")
     assert re.search(r"\b5 passed\b", summary) and "skipped" not in summary, summary
