@@ -38,7 +38,12 @@ def dockerfiles(project: Path) -> list[Path]:
 
 def test_the_bake_has_the_worker_mock_and_orchestrator_dockerfiles(project: Path) -> None:
     names = [p.relative_to(project).as_posix() for p in dockerfiles(project)]
-    assert names == ["Dockerfile", "mock_orchestrator/Dockerfile", "orchestrator/Dockerfile"]
+    assert names == [
+        "Dockerfile",
+        "mock_orchestrator/Dockerfile",
+        "orchestrator/Dockerfile",
+        "prometheus/Dockerfile",
+    ]
 
 
 def test_every_dockerfile_is_hadolint_clean_at_the_strictest_threshold(project: Path) -> None:

@@ -17,7 +17,13 @@ from services import FAILED_KEY, PROJECT_ROOT, free_port, skip_or_fail
 
 OVERRIDE = Path(__file__).with_name("compose.e2e.yml")
 # The stack's published ports; each run takes free ones (a local stack or Redis may hold the defaults).
-HOST_PORTS = ("MOCK_ORCHESTRATOR_PORT", "REDIS_PORT", "S3_PORT")  # S3_PORT: the s3 service (s3_files)
+HOST_PORTS = ("MOCK_ORCHESTRATOR_PORT", "REDIS_PORT", "S3_PORT", "PROMETHEUS_PORT")  # S3: s3_files only
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the swarm tests last: leaving swarm mode breaks name resolution on the networks made before it
+    (moby/moby#45144), such as the compose stack's, so no compose test may come after."""
+    items.sort(key=lambda item: "swarm_stack" in getattr(item, "fixturenames", ()))
 
 
 def docker_engine_available() -> bool:

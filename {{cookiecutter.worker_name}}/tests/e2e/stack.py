@@ -60,6 +60,11 @@ class Compose:
             )
         return result
 
+    @property
+    def network(self) -> str:
+        """The project's default network, where its services answer to their names."""
+        return f"{self.project}_default"
+
     def container_ids(self, service: str) -> list[str]:
         """Ids of the service's containers (running or stopped)."""
         return self.run("ps", "--all", "--quiet", service).stdout.split()
@@ -79,12 +84,13 @@ class Compose:
 
 
 def docker(
-    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 300
+    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 300, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a docker CLI command with ``env`` added to this process's environment."""
+    """Run a docker CLI command with ``env`` added to this process's environment (``input`` on its stdin)."""
     return subprocess.run(
         list(args),
         env={**os.environ, **(env or {})},
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,

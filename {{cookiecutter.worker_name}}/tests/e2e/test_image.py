@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from e2e.stack import WORKER, Compose, Mock, docker, inspect
+from e2e.stack import WORKER, Compose, Mock, docker, inspect, wait_for
 from services import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -92,3 +92,32 @@ def test_the_image_adds_at_most_40_mb_to_its_python_base(compose: Compose, image
     base = inspect(f"python:{version}-slim")
     growth = int(inspect(image)["Size"]) - int(base["Size"])
     assert growth <= MAX_GROWTH_BYTES, f"the image is {growth / 2**20:.1f} MiB over python:{version}-slim"
+
+
+def test_the_image_serves_tasks_with_a_read_only_root_and_only_tmp_writable(
+    one_worker: Compose, mock: Mock, image: str
+) -> None:
+    environment = one_worker.config()["services"][WORKER]["environment"]  # .env's values included
+    one_worker.run("stop", WORKER)
+    known = set(mock.workers())
+    # As the README's `docker run`: nothing writable but a tmpfs at /tmp.
+    started = docker(
+        ["docker", "run", "--detach", "--init", "--read-only", "--tmpfs", "/tmp"]
+        + ["--network", one_worker.network]
+        + [f"--env={name}={value}" for name, value in environment.items()]
+        + [image]
+    )
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    try:
+        wait_for(lambda: bool(set(mock.workers()) - known), "the read-only worker to register")
+        (worker_id,) = set(mock.workers()) - known
+        task = mock.wait_done(mock.submit("check_inventory", {"items": ["apple"]}))
+        assert (task["status"], task["worker_id"]) == ("success", worker_id), task
+        check = docker(["docker", "exec", container, *HEALTH_COMMAND[1:]])
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert docker(["docker", "stop", "--time", "40", container]).returncode == 0
+        state = inspect(container)["State"]
+        assert state["ExitCode"] == 0, docker(["docker", "logs", container]).stderr
+    finally:
+        docker(["docker", "rm", "--force", container])
