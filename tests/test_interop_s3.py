@@ -29,7 +29,7 @@ pytestmark = pytest.mark.interop
 FILES_WORKER = Path(__file__).parent / "interop" / "files_worker.py"
 CLEANUP_BUG = "S3 cleanup error: 'list' object has no attribute 'path'"
 FIXED_CLEANUP = """
-import asyncio, sys
+import asyncio, os, sys
 from obstore import list as listing
 from avtomatika.config import Config
 from avtomatika.s3 import S3Service
@@ -42,6 +42,8 @@ async def main():
     await service.get_task_files(sys.argv[1]).cleanup()
 
 asyncio.run(main())
+sys.stderr.flush()
+os._exit(0)  # obstore's runtime can abort the interpreter's finalisation (-6): docs/s3-client.md
 """
 INPUT = b"id,name\n1,apple\n2,pear\n3,plum\n"
 
