@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -308,9 +309,21 @@ def _failed(request: str, exc: BaseException, config: WorkerConfig, url: str) ->
         return f"{request} failed: {tls}"
     text = f"{request} failed: {exc or type(exc).__name__}"
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror):
-        # Typically a compose service name (mock-orchestrator) used by a worker started outside Docker.
-        text += (
-            f"; the host name {exc.host!r} of ORCHESTRATOR_URL does not resolve here: outside Docker, "
-            "point ORCHESTRATOR_URL at a published port, e.g. http://localhost:8080"
-        )
+        text += unresolved_host_hint(exc.host, in_container())
     return text
+
+
+def in_container() -> bool:
+    """Whether this process runs in a container (Docker, Podman, a Kubernetes pod)."""
+    markers = ("/.dockerenv", "/run/.containerenv")
+    return any(os.path.exists(path) for path in markers) or "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def unresolved_host_hint(host: str, containerised: bool) -> str:
+    """Why the orchestrator's host name may not resolve, for where the worker runs."""
+    text = f"; the host name {host!r} of ORCHESTRATOR_URL does not resolve here: "
+    if containerised:
+        # A service name that is not up yet, or on another network than this container's.
+        return text + "is that service running, and on this container's network? (docker compose ps)"
+    # Typically a compose service name (mock-orchestrator) used by a worker started outside Docker.
+    return text + "outside Docker, point ORCHESTRATOR_URL at a published port, e.g. http://localhost:8080"

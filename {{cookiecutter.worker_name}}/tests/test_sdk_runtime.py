@@ -16,6 +16,7 @@ import pytest
 
 from avtomatika_worker import Backoff, InvalidInputError, PermanentError, Wiring, Worker, health
 from avtomatika_worker.ratelimit import RateLimits
+from avtomatika_worker.transport import in_container, unresolved_host_hint
 
 from sdk_faults import (
     CLIENT_TOKEN,
@@ -112,7 +113,15 @@ async def test_an_orchestrator_host_that_does_not_resolve_is_named_with_a_hint(
     assert (
         "the host name 'mock-orchestrator.invalid' of ORCHESTRATOR_URL does not resolve here" in caplog.text
     )
-    assert "e.g. http://localhost:8080" in caplog.text
+    assert unresolved_host_hint("mock-orchestrator.invalid", in_container()) in caplog.text
+
+
+def test_an_unresolved_host_hint_suits_where_the_worker_runs() -> None:
+    outside = unresolved_host_hint("mock-orchestrator", containerised=False)
+    assert "outside Docker, point ORCHESTRATOR_URL at a published port, e.g. http://localhost:8080" in outside
+    inside = unresolved_host_hint("mock-orchestrator", containerised=True)
+    assert "is that service running, and on this container's network?" in inside
+    assert "localhost" not in inside
 
 
 async def test_a_busy_worker_polls_for_its_free_slots_in_parallel_and_an_idle_one_holds_one_poll(
