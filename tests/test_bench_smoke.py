@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -54,9 +55,13 @@ def test_short_benchmark_produces_every_row_with_positive_numbers(tmp_path: Path
     rows = {(w["orchestrator"], w["worker"], w["concurrency"]): w for w in doc["workers"]}
     assert set(rows) == WORKER_ROWS
     for key, row in rows.items():
+        # The official SDK reports `busy` and 1.0b30 quarantines what it creates meanwhile, sometimes every
+        # one of the few pickup jobs of this short mode: its lost jobs are counted, its pickups then unknown.
+        may_lose = key[1] == "official" and row["unfinished_tasks"] > 0
         for metric in ("tasks_per_s", "pickup_p50_ms", "pickup_p99_ms", "idle_rss_mb", "cpu_ms_per_task"):
-            assert _positive(row[metric]), (key, metric, row[metric])
-        assert row["unfinished_tasks"] == 0, (key, "tasks lost or stuck")
+            unknown = may_lose and metric.startswith("pickup") and math.isnan(row[metric]["median"])
+            assert unknown or _positive(row[metric]), (key, metric, row[metric])
+        assert key[1] == "official" or row["unfinished_tasks"] == 0, (key, "tasks lost or stuck")
     assert {c["channel"] for c in doc["cancel"]} == {"websocket", "redis_flag"}
     assert all(_positive(c["cancel_ms"]) for c in doc["cancel"])
     assert len(doc["ratios"]) == 5 and all(_positive(r["ratio"]) for r in doc["ratios"])
